@@ -1,0 +1,109 @@
+"""The validate stage: blocking asset checks on the three canonical tables.
+
+Each check is its own step (``blocking=True``), so a failing check stops every downstream
+asset: bad data never reaches (nor overwrites) embeddings, graphs, effects or rankings. The
+check's metadata names the expectation, the column, the count and sample values.
+"""
+
+import dagster as dg
+import polars as pl
+
+from causalrec_assets import metadata as md
+from causalrec_assets.plugin_api import ValidationOutcome
+from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+
+ValidateStageConfig = stage_config_class("validate")
+
+
+def run_validation(context, config, table: str, tables: dict[str, pl.DataFrame]) -> ValidationOutcome:
+    plugin = plugin_from_config("validate", config, context.log)
+    return plugin.validate(table, tables[table], tables, plugin_context(context))  # type: ignore[attr-defined]
+
+
+def check_result(outcome: ValidationOutcome) -> dg.AssetCheckResult:
+    failures = outcome.failures
+    metadata = {
+        "rows": outcome.row_count,
+        "expectations": len(outcome.results),
+        "failed": len(failures),
+        "summary": outcome.describe(),
+    }
+    if failures:
+        metadata["failures"] = md.markdown(
+            pl.DataFrame(
+                {
+                    "expectation": [f.expectation for f in failures],
+                    "column": [f.column or "" for f in failures],
+                    "bad_rows": [f.unexpected_count for f in failures],
+                    "sample": [repr(f.sample[:5]) for f in failures],
+                }
+            )
+        )
+    return dg.AssetCheckResult(
+        passed=outcome.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=outcome.describe(),
+    )
+
+
+@dg.asset_check(asset="users", blocking=True, description="Great Expectations contract of the users table.")
+def users_contract(context: dg.AssetCheckExecutionContext, config: ValidateStageConfig, users: pl.DataFrame):  # type: ignore[valid-type]
+    outcome = run_validation(context, config, "users", {"users": users})
+    return check_result(outcome)
+
+
+@dg.asset_check(asset="items", blocking=True, description="Great Expectations contract of the items table.")
+def items_contract(context: dg.AssetCheckExecutionContext, config: ValidateStageConfig, items: pl.DataFrame):  # type: ignore[valid-type]
+    outcome = run_validation(context, config, "items", {"items": items})
+    return check_result(outcome)
+
+
+@dg.asset_check(
+    asset="interactions",
+    blocking=True,
+    additional_ins={"users": dg.AssetIn("users"), "items": dg.AssetIn("items")},
+    description="Great Expectations contract of the interactions table, with referential integrity.",
+)
+def interactions_contract(
+    context: dg.AssetCheckExecutionContext,
+    config: ValidateStageConfig,  # type: ignore[valid-type]
+    interactions: pl.DataFrame,
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+):
+    tables = {"users": users, "items": items, "interactions": interactions}
+    return check_result(run_validation(context, config, "interactions", tables))
+
+
+CHECKS = [users_contract, items_contract, interactions_contract]
+
+
+@dg.asset(group_name="validate", owners=["team:causalrec"], compute_kind="great_expectations")
+def validation_report(
+    context: dg.AssetExecutionContext,
+    config: ValidateStageConfig,  # type: ignore[valid-type]
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+    interactions: pl.DataFrame,
+) -> dg.Output:
+    """Every expectation's verdict on the three tables, in one table."""
+    tables = {"users": users, "items": items, "interactions": interactions}
+    rows = []
+    for table in tables:
+        outcome = run_validation(context, config, table, tables)
+        for r in outcome.results:
+            rows.append((table, r.expectation, r.column or "", r.success, r.unexpected_count, repr(r.sample[:5])))
+    report = pl.DataFrame(
+        rows, schema=["table", "expectation", "column", "success", "unexpected_count", "sample"], orient="row"
+    )
+    passed = int(report["success"].sum())
+    return dg.Output(
+        report,
+        metadata={
+            "expectations": report.height,
+            "passed": passed,
+            "failed": report.height - passed,
+            "report": md.markdown(report, rows=40),
+        },
+    )

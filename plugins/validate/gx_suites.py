@@ -1,0 +1,147 @@
+"""The built-in validate plugin: one Great Expectations 1.x suite per canonical table.
+
+The suite encodes DESIGN.md's data contract (schema, nulls, key uniqueness, value ranges,
+referential integrity); GX runs it on the table and every verdict is turned into an
+``ExpectationOutcome`` that names the table, the column, the count and sample bad values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import polars as pl
+from great_expectations.data_context.types.base import ProgressBarsConfig
+from pydantic import Field
+
+from causalrec_assets.contracts import KEY_COLUMNS, REQUIRED_COLUMNS, SPLITS
+from causalrec_assets.plugin_api import (
+    ExpectationOutcome,
+    PluginConfig,
+    PluginContext,
+    ValidatePlugin,
+    ValidationOutcome,
+)
+
+# numpy / pandas dtype names (and Python types, for object columns) that count as numbers
+NUMERIC_TYPES: list[str] = [
+    *(f"{p}{b}" for p in ("int", "uint", "Int", "UInt") for b in (8, 16, 32, 64)),
+    *("float32", "float64", "Float32", "Float64", "int", "float"),
+]
+
+# interactions columns whose values must be found in another table's key: column -> table
+REFERENCES: dict[str, str] = {"user_id": "users", "item_id": "items"}
+
+
+def build_suite(
+    table: str,
+    tables: Mapping[str, pl.DataFrame],
+    *,
+    columns: Collection[str] | None = None,
+    allowed_splits: Sequence[str] = SPLITS,
+) -> gx.ExpectationSuite:
+    """The contract of ``table`` as a GX suite.
+
+    ``columns`` are the columns the checked frame has (default: ``tables[table]``'s). For a
+    required column that is absent only ``expect_column_to_exist`` is kept, so a missing column
+    gives one clear failure instead of a cascade of GX errors; ``split`` is checked only if present.
+    Referential checks take their value sets from ``tables["users"]`` / ``tables["items"]``.
+    """
+    if columns is None and table in tables:
+        columns = tables[table].columns
+    present = set(columns) if columns is not None else set(REQUIRED_COLUMNS.get(table, ())) | {"split"}
+    required = REQUIRED_COLUMNS.get(table, ())
+    exps: list[gxe.Expectation] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
+    exps += [gxe.ExpectColumnToExist(column=c, meta={"detail": "required column is missing"}) for c in required]
+    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in required if c in present]
+    key = KEY_COLUMNS.get(table)
+    if key in present:
+        exps.append(gxe.ExpectColumnValuesToBeUnique(column=key, meta={"detail": "duplicated key"}))
+    if table == "interactions":
+        if "exposure" in present:
+            exps.append(gxe.ExpectColumnValuesToBeInSet(column="exposure", value_set=[0, 1]))
+        if "outcome" in present:
+            exps.append(
+                gxe.ExpectColumnValuesToBeInTypeList(
+                    column="outcome", type_list=NUMERIC_TYPES, meta={"detail": "outcome must be numeric"}
+                )
+            )
+        if "split" in present:
+            exps.append(gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(allowed_splits)))
+        for col, owner in REFERENCES.items():
+            other = tables.get(owner)
+            if col in present and other is not None and col in other.columns:
+                known = other.get_column(col).drop_nulls().unique().to_list()
+                exps.append(
+                    gxe.ExpectColumnValuesToBeInSet(
+                        column=col, value_set=known, meta={"detail": f"not found in {owner}.{col}"}
+                    )
+                )
+    return gx.ExpectationSuite(name=f"causalrec.{table}", expectations=exps)
+
+
+def _plain(value: Any) -> Any:
+    """A sample value as a plain Python object (numpy scalars unwrapped, NaN shown as None)."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _outcome(result: Any, sample_size: int) -> ExpectationOutcome:
+    """Turn one GX ExpectationValidationResult into an ExpectationOutcome."""
+    config = result.expectation_config
+    info = result.result or {}
+    notes: list[str] = []
+    if not result.success:
+        notes.append((config.meta or {}).get("detail", ""))
+        if "observed_value" in info:
+            notes.append(f"observed {info['observed_value']!r}")
+        if (result.exception_info or {}).get("raised_exception"):
+            notes.append(f"GX error: {result.exception_info.get('exception_message')}")
+    return ExpectationOutcome(
+        expectation=config.type,
+        column=config.kwargs.get("column"),
+        success=bool(result.success),
+        unexpected_count=int(info.get("unexpected_count") or 0),
+        sample=[_plain(v) for v in info.get("partial_unexpected_list") or []][:sample_size],
+        detail="; ".join(n for n in notes if n),
+    )
+
+
+class GreatExpectationsValidate(ValidatePlugin):
+    """Validates a canonical table with a Great Expectations 1.x suite (see ``build_suite``)."""
+
+    _gx: tuple[Any, dict[str, Any]] | None = None  # (pandas datasource, batch definition per table)
+
+    class Config(PluginConfig):
+        sample_size: int = Field(default=5, description="How many bad values each failure reports.")
+        allowed_splits: list[str] = Field(
+            default=list(SPLITS), description="Values the interactions' optional split column may take."
+        )
+
+    def _batch_definition(self, table: str) -> Any:
+        """One ephemeral GX context per plugin instance, made on first use (creating it is slow)."""
+        if self._gx is None:
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            self._gx = (context.data_sources.add_pandas("causalrec"), {})
+        source, definitions = self._gx
+        if table not in definitions:
+            asset = source.add_dataframe_asset(name=table)
+            definitions[table] = asset.add_batch_definition_whole_dataframe(f"{table}_whole")
+        return definitions[table]
+
+    def validate(
+        self, table: str, frame: pl.DataFrame, tables: Mapping[str, pl.DataFrame], context: PluginContext
+    ) -> ValidationOutcome:
+        cfg = self.config
+        suite = build_suite(table, tables, columns=frame.columns, allowed_splits=cfg.allowed_splits)
+        batch = self._batch_definition(table).get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+        fmt = {"result_format": "SUMMARY", "partial_unexpected_count": max(cfg.sample_size, 1)}
+        report = batch.validate(suite, result_format=fmt)
+        results = [_outcome(r, cfg.sample_size) for r in report.results]
+        outcome = ValidationOutcome(table=table, row_count=frame.height, results=results)
+        context.log.info(outcome.describe())
+        return outcome

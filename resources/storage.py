@@ -1,0 +1,89 @@
+"""Where assets live: one file per asset under the storage directory, written atomically.
+
+``<asset>.parquet`` through Polars for tables, ``<asset>.json`` for the few assets that are
+documents (the causal graph, the simulator's truth). Built on Dagster's ``UPathIOManager``
+(``dagster-polars`` cannot read inputs under Polars 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from upath import UPath
+
+JSON_ASSETS: frozenset[str] = frozenset({"causal_graph", "ground_truth", "validation_report_json"})
+
+
+def storage_dir(explicit: str = "") -> Path:
+    """``CAUSALREC_STORAGE``, else a folder under the Dagster home."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("CAUSALREC_STORAGE"):
+        return Path(os.environ["CAUSALREC_STORAGE"]).expanduser()
+    home = os.environ.get("DAGSTER_HOME") or str(Path.home() / ".dagster")
+    return Path(home).expanduser() / "causalrec_storage"
+
+
+def _atomic_write(path: UPath, write: Any) -> None:
+    """Write through a temporary sibling, then rename: readers never see half a file and a
+    failure leaves the previous file as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        if getattr(path, "protocol", "") in ("", "file", "local"):
+            os.replace(str(tmp.path), str(path.path))
+        else:
+            path.fs.mv(tmp.path, path.path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _is_json_path(path: UPath) -> bool:
+    return path.name in JSON_ASSETS or any(part in JSON_ASSETS for part in path.parts[-3:-1])
+
+
+class PolarsJsonUPathIOManager(dg.UPathIOManager):
+    """Polars DataFrames as Parquet, dicts as JSON."""
+
+    extension = None
+
+    def _with_extension(self, path: UPath) -> UPath:
+        return path.with_suffix(path.suffix + (".json" if _is_json_path(path) else ".parquet"))
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        if path.suffix == ".json":
+            text = json.dumps(obj, indent=2, sort_keys=False, default=str)
+            _atomic_write(path, lambda p: p.write_text(text))
+        elif isinstance(obj, pl.DataFrame):
+            _atomic_write(path, lambda p: obj.write_parquet(str(p.path) if p.protocol in ("", "file") else p))
+        else:
+            raise TypeError(f"causalrec IO manager stores polars DataFrames and dicts, got {type(obj).__name__}")
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        return pl.read_parquet(str(path.path) if path.protocol in ("", "file") else path)
+
+    def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
+        if isinstance(obj, pl.DataFrame):
+            return {"dagster/row_count": obj.height, "columns": ", ".join(obj.columns)}
+        return {}
+
+
+class CausalrecIOManager(dg.ConfigurableIOManagerFactory):
+    """Stores every asset under ``base_dir`` (empty: ``CAUSALREC_STORAGE`` or the Dagster home)."""
+
+    base_dir: str = ""
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> PolarsJsonUPathIOManager:
+        root = storage_dir(self.base_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        return PolarsJsonUPathIOManager(base_path=UPath(root))
