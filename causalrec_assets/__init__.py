@@ -1,5 +1,26 @@
-"""causalrec: causal recommendations as Dagster software-defined assets."""
+"""causalrec: causal recommendations as Dagster software-defined assets.
 
-from causalrec_assets.definitions import defs
+``defs`` (the ``Definitions`` object) is built on first access, not at import: plugins import
+``causalrec_assets.plugin_api``, and building ``defs`` discovers the plugins, so an eager
+import would make every plugin module import itself half-initialised.
+"""
+
+import warnings
+from typing import Any
+
+# pgmpy 1.1 warns about its own deprecated modules on import; nothing here uses them.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"pgmpy\..*")
 
 __all__ = ["defs"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "defs":
+        from causalrec_assets.definitions import defs
+
+        return defs
+    raise AttributeError(f"module 'causalrec_assets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "defs"])

@@ -118,7 +118,11 @@ def interventional(
     engine = VariableElimination(mutilated)
     evidence = dict(evidence or {})
     known = set(mutilated.nodes())
-    evidence = {k: v for k, v in evidence.items() if k in known and k not in (treatment, outcome)}
+    evidence = {
+        k: v
+        for k, v in evidence.items()
+        if k in known and k not in (treatment, outcome) and v in model.get_cpds(k).state_names[k]
+    }  # a level never seen in training carries no information: leave it out
     out = {}
     for t in model.get_cpds(treatment).state_names[treatment]:
         result = engine.query([outcome], evidence={treatment: t, **evidence}, show_progress=False)

@@ -19,9 +19,11 @@ def test_pairs(interactions: pl.DataFrame) -> pl.DataFrame:
 
 
 def top_k(scored: pl.DataFrame, k: int) -> pl.DataFrame:
-    """``user_id, item_id, rank, score``: each user's k best pairs (ties broken by item_id)."""
+    """``user_id, item_id, rank, score``: each user's k best pairs (ties broken by item_id,
+    missing scores last)."""
     return (
-        scored.sort(["user_id", "score", "item_id"], descending=[False, True, False])
+        scored.with_columns(pl.col("score").cast(pl.Float64).fill_nan(None))
+        .sort(["user_id", "score", "item_id"], descending=[False, True, False], nulls_last=True)
         .group_by("user_id", maintain_order=True)
         .head(k)
         .with_columns(pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int32).alias("rank"))

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
-from causalrec_assets import assets
-from causalrec_assets.checks import CHECKS, validation_report
+from causalrec_assets.stages import effects, embed, ingest, ranking, structure, validate
 from causalrec_resources.storage import CausalrecIOManager
+from causalrec_resources.variables import CausalVariablesResource
 
 ALL_ASSETS = [
-    assets.ingest,
-    validation_report,
-    assets.item_embeddings,
-    assets.user_embeddings,
-    assets.item_topics,
-    assets.causal_variables,
-    assets.structure,
-    assets.treatment_effects,
-    assets.ranking,
-    assets.evaluation,
+    ingest.ingest,
+    validate.validation_report,
+    embed.item_embeddings,
+    embed.user_embeddings,
+    structure.item_topics,
+    structure.causal_variables,
+    structure.structure,
+    effects.treatment_effects,
+    ranking.ranking,
+    ranking.evaluation,
 ]
 
 causalrec_job = dg.define_asset_job(
@@ -27,7 +27,7 @@ causalrec_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    asset_checks=CHECKS,
+    asset_checks=validate.CHECKS,
     jobs=[causalrec_job],
-    resources={"io_manager": CausalrecIOManager()},
+    resources={"io_manager": CausalrecIOManager(), "variable_settings": CausalVariablesResource()},
 )

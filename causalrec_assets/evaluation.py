@@ -69,3 +69,13 @@ def evaluate(interactions: pl.DataFrame, test_scores: pl.DataFrame, k: int = 5) 
         y = joined["outcome"].cast(pl.Float64).to_numpy()
         rows += list(uplift_curve_metrics(joined["score"].to_numpy(), treated, y).items())
     return pl.DataFrame(rows, schema={"metric": pl.String, "value": pl.Float64}, orient="row")
+
+
+def uplift_capture(recommendations: pl.DataFrame, true_uplift: pl.DataFrame, candidates: pl.DataFrame) -> float:
+    """Share of the true uplift an oracle's top-K (K = the recommendations' length per user,
+    among the same candidate pairs) would capture that the recommendations capture."""
+    k = int(recommendations.group_by("user_id").len()["len"].max() or 0)
+    truth = candidates.join(true_uplift.select("user_id", "item_id", "uplift"), on=["user_id", "item_id"])
+    oracle = truth.sort("uplift", descending=True).group_by("user_id").head(k)["uplift"].sum()
+    got = recommendations.join(truth, on=["user_id", "item_id"], how="left")["uplift"].fill_null(0.0).sum()
+    return float(got / oracle) if oracle else float("nan")

@@ -9,6 +9,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+OWNERS = ["team:causalrec"]
+
 
 def markdown(frame: pl.DataFrame, rows: int = 20) -> dg.MetadataValue:
     head = frame.head(rows)

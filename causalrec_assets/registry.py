@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 
 from causalrec_assets.plugin_api import PLUGIN_API_VERSION, STAGE_BASES, STAGES, Plugin, PluginConfig
@@ -16,6 +16,9 @@ from causalrec_assets.plugin_api import PLUGIN_API_VERSION, STAGE_BASES, STAGES,
 log = logging.getLogger("causalrec.registry")
 
 ENTRY_POINT_PREFIX = "causalrec."
+
+# Plugin names that would collide with fields of the stage run config.
+RESERVED_NAMES: frozenset[str] = frozenset({"plugin"})
 
 
 class PluginError(LookupError):
@@ -97,9 +100,20 @@ class PluginRegistry:
         for stage in STAGES:
             for ep in entry_points(group=ENTRY_POINT_PREFIX + stage):
                 info = _load(stage, ep)
+                key = ep.name
+                if ep.name in RESERVED_NAMES:
+                    info = replace(info, plugin=None, error=f"the name {ep.name!r} is reserved by causalrec")
+                elif ep.name in infos[stage]:
+                    first = infos[stage][ep.name]
+                    key = f"{ep.name}@{info.distribution}"
+                    info = replace(
+                        info,
+                        plugin=None,
+                        error=f"name {ep.name!r} is already registered by {first.distribution} ({first.target})",
+                    )
                 if not info.ok:
                     log.warning("causalrec plugin %s.%s is broken: %s", stage, ep.name, info.error)
-                infos[stage][ep.name] = info
+                infos[stage][key] = info
         return cls(infos)
 
     def available(self, stage: str) -> dict[str, type[Plugin]]:

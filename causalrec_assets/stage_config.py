@@ -16,7 +16,7 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from causalrec_assets.plugin_api import Plugin, PluginContext
-from causalrec_assets.registry import PluginError, get_registry
+from causalrec_assets.registry import RESERVED_NAMES, PluginError, get_registry
 
 DEFAULT_PLUGINS: dict[str, str] = {
     "ingest": "auto",
@@ -42,6 +42,8 @@ def stage_config_class(stage: str) -> type[dg.Config]:
         )
     }
     for name, cls in sorted(plugins.items()):
+        if name in RESERVED_NAMES:  # would overwrite the selector field
+            continue
         doc = (cls.__doc__ or "").strip().splitlines()
         fields[name] = (
             cls.Config,

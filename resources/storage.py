@@ -17,7 +17,7 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
-JSON_ASSETS: frozenset[str] = frozenset({"causal_graph", "ground_truth", "validation_report_json"})
+JSON_ASSETS: frozenset[str] = frozenset({"causal_graph", "ground_truth"})
 
 
 def storage_dir(explicit: str = "") -> Path:
@@ -59,13 +59,17 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
         return path.with_suffix(path.suffix + (".json" if _is_json_path(path) else ".parquet"))
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
-        if path.suffix == ".json":
-            text = json.dumps(obj, indent=2, sort_keys=False, default=str)
+        if isinstance(obj, dict) and path.suffix == ".json":
+            text = json.dumps(obj, indent=2, default=str)
             _atomic_write(path, lambda p: p.write_text(text))
-        elif isinstance(obj, pl.DataFrame):
+        elif isinstance(obj, pl.DataFrame) and path.suffix == ".parquet":
             _atomic_write(path, lambda p: obj.write_parquet(str(p.path) if p.protocol in ("", "file") else p))
         else:
-            raise TypeError(f"causalrec IO manager stores polars DataFrames and dicts, got {type(obj).__name__}")
+            expected = "a dict (stored as JSON)" if path.suffix == ".json" else "a polars DataFrame (stored as Parquet)"
+            raise TypeError(
+                f"asset {path.stem!r} must be {expected}, got {type(obj).__name__}; documents are stored as JSON "
+                f"only for the assets {sorted(JSON_ASSETS)}"
+            )
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
         if path.suffix == ".json":

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
-from sklearn.linear_model import LogisticRegression
 
 from causalrec_assets.bayesnet import adjustment_set, fit_network, interventional
+from causalrec_assets.estimators import aipw
 from causalrec_assets.plugin_api import (
     EFFECT_COLUMNS,
     EffectInputs,
@@ -33,31 +33,6 @@ class BackdoorConfig(PluginConfig):
         default=8, description="Segment effects for variables with at most this many levels."
     )
     seed: int = Field(default=0, description="Seed of the bootstrap.")
-
-
-def one_hot(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
-    """Dummy-coded design matrix of discrete columns (an intercept-only column when empty)."""
-    if not columns:
-        return np.ones((frame.height, 1))
-    return frame.select(columns).to_dummies(drop_first=True).to_numpy().astype(float)
-
-
-def propensity_scores(design: np.ndarray, treated: np.ndarray, clip: float) -> np.ndarray:
-    model = LogisticRegression(C=10.0, max_iter=2000).fit(design, treated)
-    return np.clip(model.predict_proba(design)[:, 1], clip, 1 - clip)
-
-
-def arm_predictions(design: np.ndarray, treated: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Outcome model per arm (a T-learner): predicted P(y | x) had every pair been (un)exposed."""
-    preds = []
-    for arm in (0, 1):
-        mask = treated == arm
-        if len(np.unique(y[mask])) < 2:
-            preds.append(np.full(len(y), y[mask].mean() if mask.any() else 0.0))
-            continue
-        model = LogisticRegression(C=10.0, max_iter=2000).fit(design[mask], y[mask])
-        preds.append(model.predict_proba(design)[:, 1])
-    return preds[0], preds[1]
 
 
 def _bootstrap_mean(values: np.ndarray, n: int, rng: np.random.Generator) -> tuple[float, float]:
@@ -89,17 +64,14 @@ class BackdoorEffects(EffectsPlugin):
             return pl.DataFrame([_row(t, y, "ATE", "not_identifiable", nan, nan, nan)])
         adjust = adjustment_set(inputs.edges, t, y)
         context.log.info("adjustment set from the graph: %s", adjust or "empty")
-        design = one_hot(data, adjust)
-
-        e = propensity_scores(design, treated, cfg.propensity_clip)
-        mu0, mu1 = arm_predictions(design, treated, outcome)
-        aipw = mu1 - mu0 + treated * (outcome - mu1) / e - (1 - treated) * (outcome - mu0) / (1 - e)
+        nuisance = aipw(data, adjust, t, y, cfg.propensity_clip)
+        e, psi = nuisance.propensity, nuisance.psi
         ht = treated * outcome / e - (1 - treated) * outcome / (1 - e)
         w1, w0 = treated / e, (1 - treated) / (1 - e)
         snips = float((w1 * outcome).sum() / w1.sum() - (w0 * outcome).sum() / w0.sum())
         naive = float(outcome[treated == 1].mean() - outcome[treated == 0].mean())
 
-        rows = [_row(t, y, "ATE", "doubly_robust", float(aipw.mean()), *_bootstrap_mean(aipw, cfg.n_bootstrap, rng))]
+        rows = [_row(t, y, "ATE", "doubly_robust", float(psi.mean()), *_bootstrap_mean(psi, cfg.n_bootstrap, rng))]
         rows += self._network_rows(inputs, adjust, rng, context)
         rows.append(_row(t, y, "ATE", "ips", float(ht.mean()), *_bootstrap_mean(ht, cfg.n_bootstrap, rng)))
         rows.append(_row(t, y, "ATE", "snips", snips, *self._snips_interval(treated, outcome, e, rng)))

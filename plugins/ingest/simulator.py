@@ -111,16 +111,22 @@ def simulate(config: SimulatorConfig) -> Dataset:
 
     # Structural parameters, drawn from the seed so each world differs.
     c = config.confounding
-    b_age = rng.normal(0, 0.5, len(AGE_GROUPS))  # baseline outcome by age (logit)
-    b_topic = rng.normal(0, 0.6, nt)
+    # Baseline outcome (logit) by age and topic: spread over a fixed range, so every world's
+    # confounders are real ones, shuffled and jittered so every world differs.
+    b_age = rng.permutation(np.linspace(-0.5, 0.5, len(AGE_GROUPS))) + rng.normal(0, 0.1, len(AGE_GROUPS))
+    b_topic = rng.permutation(np.linspace(-0.7, 0.7, nt)) + rng.normal(0, 0.1, nt)
     b_price = np.array([0.5, 0.0, -0.6])
     a_age = c * 1.5 * b_age / (np.abs(b_age).max() + 1e-9)  # the policy follows the baseline …
     a_topic = c * 1.5 * b_topic / (np.abs(b_topic).max() + 1e-9)
     a_price = c * np.array([0.8, 0.0, -0.8])
     a_activity = np.array([-0.6, 0.6])  # … and activity, which does not drive the outcome
-    tau_topic = config.effect_scale * rng.uniform(-0.04, 0.22, nt)
-    tau_age = config.effect_scale * rng.uniform(-0.05, 0.08, len(AGE_GROUPS))
-    tau_price = config.effect_scale * np.array([0.03, 0.0, -0.03])
+    # Uplift runs against the baseline: what users take anyway gains little from being shown
+    # ("sure things"), so ranking by popularity or by predicted outcome misses the persuadables.
+    z_topic = b_topic / (np.abs(b_topic).max() + 1e-9)
+    z_age = b_age / (np.abs(b_age).max() + 1e-9)
+    tau_topic = config.effect_scale * (0.09 - 0.07 * z_topic + rng.normal(0, 0.03, nt))
+    tau_age = config.effect_scale * (-0.03 * z_age + rng.normal(0, 0.02, len(AGE_GROUPS)))
+    tau_price = config.effect_scale * np.array([-0.02, 0.0, 0.03])
 
     def probabilities(u: np.ndarray, i: np.ndarray):
         p0 = _sigmoid(-1.4 + b_age[age[u]] + b_topic[topic[i]] + b_price[price[i]])

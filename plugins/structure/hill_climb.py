@@ -10,11 +10,17 @@ from pydantic import Field
 
 from causalrec_assets.plugin_api import Knowledge, PluginConfig, PluginContext, StructurePlugin
 
-SCORES = {"bic": "bic-d", "bdeu": "bdeu", "k2": "k2"}
+SCORES = {"bic": "bic-d", "aic": "aic-d", "bdeu": "bdeu", "k2": "k2"}
 
 
 class HillClimbConfig(PluginConfig):
-    score: Literal["bic", "bdeu", "k2"] = Field(default="bic", description="Structure score to maximise.")
+    score: Literal["bic", "aic", "bdeu", "k2"] = Field(
+        default="aic",
+        description=(
+            "Structure score to maximise. 'aic' (default) keeps weaker confounders that BIC's heavier penalty "
+            "drops in large tables: a missed confounder biases every effect, a spurious parent only adds variance."
+        ),
+    )
     max_indegree: int = Field(default=6, description="Most parents a variable may have (0: no limit).")
     tabu_length: int = Field(default=100, description="Recent moves that may not be undone.")
     epsilon: float = Field(default=1e-4, description="Stop when the best move improves the score less.")

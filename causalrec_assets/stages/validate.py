@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from causalrec_assets import metadata as md
+from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import ValidationOutcome
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 
@@ -17,7 +18,10 @@ ValidateStageConfig = stage_config_class("validate")
 
 def run_validation(context, config, table: str, tables: dict[str, pl.DataFrame]) -> ValidationOutcome:
     plugin = plugin_from_config("validate", config, context.log)
-    return plugin.validate(table, tables[table], tables, plugin_context(context))  # type: ignore[attr-defined]
+    outcome = plugin.validate(table, tables[table], tables, plugin_context(context))  # type: ignore[attr-defined]
+    if not outcome.success:
+        context.log.error(f"validation failed: {outcome.describe()}")
+    return outcome
 
 
 def check_result(outcome: ValidationOutcome) -> dg.AssetCheckResult:
@@ -79,7 +83,7 @@ def interactions_contract(
 CHECKS = [users_contract, items_contract, interactions_contract]
 
 
-@dg.asset(group_name="validate", owners=["team:causalrec"], compute_kind="great_expectations")
+@dg.asset(group_name="validate", owners=OWNERS, compute_kind="great_expectations")
 def validation_report(
     context: dg.AssetExecutionContext,
     config: ValidateStageConfig,  # type: ignore[valid-type]

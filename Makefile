@@ -1,0 +1,49 @@
+# causalrec: `make run` materializes every asset on the built-in simulator; `make test` runs the tests.
+# Both do the whole set-up (a .venv, every dependency) on a fresh clone; `make install` is idempotent.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.causalrec-installed
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export CAUSALREC_STORAGE ?= $(DAGSTER_HOME)/causalrec_storage
+export CAUSALREC_CACHE ?= $(CURDIR)/.causalrec/cache
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: install run test lint ui clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	# plain onnxruntime silently replaces onnxruntime-gpu: refuse to go on if it crept in.
+	@! $(PY) -m pip show -q onnxruntime 2>/dev/null || (echo "plain onnxruntime is installed beside onnxruntime-gpu: pip uninstall -y onnxruntime && pip install --force-reinstall onnxruntime-gpu" && exit 1)
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster asset materialize -m causalrec_assets --select '*'
+	$(PY) -m causalrec_assets.summary
+
+test: install $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf .dagster_home .causalrec .pytest_cache

@@ -1,0 +1,1 @@
+"""One module per stage: its assets, thin wrappers around plugins and plain functions."""

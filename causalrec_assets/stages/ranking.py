@@ -1,0 +1,86 @@
+"""The ranking stage: recommendations and test-slice scores, and their evaluation."""
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from causalrec_assets import metadata as md
+from causalrec_assets.bayesnet import frame_to_network
+from causalrec_assets.contracts import train_rows, with_default_split
+from causalrec_assets.evaluation import evaluate
+from causalrec_assets.metadata import OWNERS
+from causalrec_assets.plugin_api import RankingInputs
+from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_assets.variables import VariableEncoder
+from causalrec_resources.variables import CausalVariablesResource
+
+RankingStageConfig = stage_config_class("ranking")
+
+
+@dg.multi_asset(
+    outs={
+        "recommendations": dg.AssetOut(
+            description="Top-K items per user: user_id, item_id, rank, score.", group_name="ranking", owners=OWNERS
+        ),
+        "test_scores": dg.AssetOut(
+            description="A score for every split = test pair.", group_name="ranking", owners=OWNERS
+        ),
+    },
+    compute_kind="pgmpy",
+)
+def ranking(
+    context: dg.AssetExecutionContext,
+    config: RankingStageConfig,  # type: ignore[valid-type]
+    variable_settings: CausalVariablesResource,
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+    interactions: pl.DataFrame,
+    item_embeddings: pl.DataFrame,
+    user_embeddings: pl.DataFrame,
+    item_topics: pl.DataFrame,
+    causal_variables: pl.DataFrame,
+    causal_graph: dict,
+    bayesian_network: pl.DataFrame,
+    treatment_effects: pl.DataFrame,
+):
+    """Rank every user's unseen items by the ranking plugin's causal score."""
+    plugin = plugin_from_config("ranking", config, context.log)
+    edges = [tuple(e) for e in causal_graph["edges"]]
+    encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
+        users, items, train_rows(interactions), item_topics
+    )
+    inputs = RankingInputs(
+        users=users,
+        items=items,
+        interactions=with_default_split(interactions),
+        item_embeddings=item_embeddings,
+        user_embeddings=user_embeddings,
+        variables=causal_variables,
+        variable_encoder=encoder,
+        edges=edges,
+        network=frame_to_network(bayesian_network, edges),
+        treatment_effects=treatment_effects,
+    )
+    start = time.perf_counter()
+    out = plugin.rank(inputs, plugin_context(context))  # type: ignore[attr-defined]
+    seconds = round(time.perf_counter() - start, 2)
+    yield dg.Output(
+        out.recommendations,
+        "recommendations",
+        metadata={
+            "dagster/row_count": out.recommendations.height,
+            "users": out.recommendations["user_id"].n_unique(),
+            "seconds": seconds,
+            "preview": md.markdown(out.recommendations.head(15)),
+        },
+    )
+    yield dg.Output(out.test_scores, "test_scores", metadata={"dagster/row_count": out.test_scores.height})
+
+
+@dg.asset(group_name="ranking", owners=OWNERS)
+def evaluation(interactions: pl.DataFrame, test_scores: pl.DataFrame) -> dg.Output:
+    """Ranking quality on the randomized test slice (when the data has one)."""
+    table = evaluate(with_default_split(interactions), test_scores)
+    meta = {f"{r['metric']}": float(r["value"]) for r in table.iter_rows(named=True) if r["value"] is not None}
+    return dg.Output(table, metadata={**meta, "table": md.markdown(table)})

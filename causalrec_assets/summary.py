@@ -1,0 +1,59 @@
+"""What ``make run`` prints after materializing: the headline numbers and where the files are."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from causalrec_resources.storage import storage_dir
+
+
+def summarise(root: Path, users: int = 3) -> str:
+    effects = pl.read_parquet(root / "treatment_effects.parquet")
+    ate = effects.filter(pl.col("estimand") == "ATE")
+    head = ate.row(0, named=True)
+    naive = ate.filter(pl.col("estimator") == "naive")
+    lines = [f"causalrec outputs in {root}", ""]
+    interval = f"[{head['ci_low']:+.4f}, {head['ci_high']:+.4f}]"
+    lines.append(f"headline ATE ({head['estimator']}): {head['estimate']:+.4f}  95% CI {interval}")
+    truth_file = root / "ground_truth.json"
+    if truth_file.exists():
+        truth = json.loads(truth_file.read_text())
+        lines.append(f"true ATE (simulator):  {truth['ate']:+.4f}   error {head['estimate'] - truth['ate']:+.4f}")
+    if naive.height:
+        lines.append(f"naive difference:      {naive['estimate'][0]:+.4f}")
+    for row in ate.iter_rows(named=True):
+        lines.append(f"  {row['estimator']:<14} {row['estimate']:+.4f}  [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]")
+    graph = json.loads((root / "causal_graph.json").read_text())
+    lines += ["", f"causal graph: {len(graph['edges'])} edges; adjustment set: {graph.get('adjustment_set')}"]
+    recs = pl.read_parquet(root / "recommendations.parquet")
+    lines += ["", "top recommendations:"]
+    for user in recs["user_id"].unique(maintain_order=True).head(users).to_list():
+        top = recs.filter(pl.col("user_id") == user).sort("rank").head(5)
+        items = ", ".join(f"{i} ({s:+.3f})" for i, s in zip(top["item_id"], top["score"], strict=True))
+        lines.append(f"  {user}: {items}")
+    evaluation = root / "evaluation.parquet"
+    if evaluation.exists():
+        metrics = pl.read_parquet(evaluation)
+        lines += [
+            "",
+            "evaluation on the randomized test slice: "
+            + ", ".join(f"{m}={v:.4f}" for m, v in metrics.iter_rows() if m != "test_rows"),
+        ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    root = storage_dir()
+    if not (root / "treatment_effects.parquet").exists():
+        print(f"no materialized outputs in {root}: run `make run` first", file=sys.stderr)
+        return 1
+    print(summarise(root))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
