@@ -68,9 +68,14 @@ def aipw(data: pl.DataFrame, adjust: list[str], treatment: str, outcome: str, cl
 
 def fit_dr_learner(features: np.ndarray, psi: np.ndarray, seed: int = 0) -> HistGradientBoostingRegressor:
     """Conditional effects: shallow, strongly regularised boosting of the pseudo-outcomes
-    (they are noisy), stopped early on a held-out slice."""
+    (they are noisy), stopped early on a held-out slice when there is data to spare."""
+    n = len(psi)
     model = HistGradientBoostingRegressor(
-        max_depth=3, min_samples_leaf=200, learning_rate=0.05, max_iter=200, early_stopping=True,
+        max_depth=3,
+        min_samples_leaf=int(np.clip(n // 50, 5, 200)),
+        learning_rate=0.05,
+        max_iter=200,
+        early_stopping=n >= 2000,
         random_state=seed,
-    )  # fmt: skip
+    )
     return model.fit(features, psi)

@@ -410,7 +410,7 @@ def skeleton(edges) -> set[frozenset[str]]:
 
 def test_hill_climb_recovers_most_of_the_skeleton(asia) -> None:
     model, data = asia
-    edges = HillClimbStructure().learn(data, Knowledge(), ctx())
+    edges = HillClimbStructure(HillClimbStructure.Config(score="bic")).learn(data, Knowledge(), ctx())
     truth = skeleton(model.edges())
     learned = skeleton(edges)
     assert len(truth & learned) >= 6  # of 8; asia -> tub is too weak for 5,000 rows

@@ -82,7 +82,7 @@ def dr_uplift_model(inputs: RankingInputs, clip: float, seed: int):
 
     def score(pairs: pl.DataFrame) -> pl.DataFrame:
         features = inputs.variable_encoder.pair_features(pairs)
-        preds = model.predict(one_hot(features, modifiers, columns))
+        preds = model.predict(one_hot(features, modifiers, columns)) if pairs.height else []
         return pairs.select("user_id", "item_id").with_columns(pl.Series("score", preds, dtype=pl.Float64))
 
     return score
