@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install run test lint ui clean
+.PHONY: install run test lint ui clean browser
 
 install: $(STAMP)
 
@@ -35,7 +35,13 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster asset materialize -m causalrec_assets --select '*'
 	$(PY) -m causalrec_assets.summary
 
-test: install $(DAGSTER_HOME)/dagster.yaml
+# The browser test drives Debian's chromium; install it where we may (root with apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is not installed: the browser test will be skipped"
+
+test: install browser $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m pytest
 
 lint: install
