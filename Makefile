@@ -32,7 +32,8 @@ $(DAGSTER_HOME)/dagster.yaml:
 	printf 'telemetry:\n  enabled: false\n' > $@
 
 run: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster asset materialize -m causalrec_assets --select '*'
+	$(VENV)/bin/dagster asset materialize -m causalrec_assets --select '*' \
+		--config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 	$(PY) -m causalrec_assets.summary
 
 # The browser test drives Debian's chromium; install it where we may (root with apt).
