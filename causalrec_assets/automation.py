@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from causalrec_assets.partitions import day_fingerprints, interaction_days, partitioned
+
 REFRESH_CRON_ENV = "CAUSALREC_REFRESH_CRON"
 DEFAULT_CRON = "0 3 * * *"  # daily, 03:00
 
@@ -59,12 +61,16 @@ def refresh_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinit
     )
 
 
-def dataset_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
-    """Requests a refresh when files in the dataset directory appear or change."""
+def dataset_sensor(job: dg.UnresolvedAssetJobDefinition, downstream: list[dg.AssetKey]) -> dg.SensorDefinition:
+    """Requests a refresh when files in the dataset directory appear or change.
+
+    Unpartitioned, a change refreshes the whole pipeline. With daily partitions, each new or
+    changed day gets its partition added and one run of that partition of ``interactions``
+    and what depends on it; users and items are re-read only when their files changed."""
 
     @dg.sensor(
         name="causalrec_dataset_changed",
-        job=job,
+        target=job.selection,
         minimum_interval_seconds=30,
         description="Refreshes the pipeline when files in the CAUSALREC_DATA directory are added or changed.",
         default_status=dg.DefaultSensorStatus.STOPPED,
@@ -73,13 +79,63 @@ def dataset_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
         directory = dataset_directory()
         if directory is None:
             return dg.SkipReason("CAUSALREC_DATA does not name a dataset directory (the simulator needs no sensor)")
-        before = json.loads(context.cursor) if context.cursor else {}
-        after = fingerprint(directory)
-        changed = changed_files(before, after)
+        state = json.loads(context.cursor) if context.cursor else {}
+        files = fingerprint(directory)
+        changed = changed_files(state.get("files", {}), files)
         if not changed:
             return dg.SkipReason(f"no file changed in {directory}")
-        context.update_cursor(json.dumps(after))
-        run_key = hashlib.sha256(json.dumps(after, sort_keys=True).encode()).hexdigest()[:16]
-        return dg.RunRequest(run_key=run_key, tags={"causalrec/changed": ", ".join(changed)[:200]})
+        tag = {"causalrec/changed": ", ".join(changed)[:200]}
+        if not partitioned():
+            run_key = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+            context.update_cursor(json.dumps({"files": files}))
+            return dg.RunRequest(run_key=run_key, tags=tag)
+        days = day_fingerprints(load_interactions())
+        known = set(context.instance.get_dynamic_partitions(interaction_days.name))
+        new_days = sorted(d for d in days if d not in known)
+        changed_days = sorted(d for d in days if d in known and state.get("days", {}).get(d) != days[d])
+        tables_changed = any(not name.startswith("interactions") for name in changed)
+        tables = [dg.AssetKey(k) for k in ("users", "items", "ground_truth", "true_uplift")]
+        requests = []
+        if new_days:  # one run for all new days (a single-run range when there are several)
+            span = (
+                {"dagster/asset_partition_range_start": new_days[0], "dagster/asset_partition_range_end": new_days[-1]}
+                if len(new_days) > 1
+                else {}
+            )
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"days:{new_days[0]}..{new_days[-1]}:{days[new_days[-1]]}",
+                    partition_key=None if span else new_days[0],
+                    asset_selection=[*(tables if tables_changed else []), dg.AssetKey("interactions"), *downstream],
+                    tags={**tag, **span},
+                )
+            )
+            tables_changed = False
+        requests += [
+            dg.RunRequest(
+                run_key=f"{day}:{days[day]}",
+                partition_key=day,
+                asset_selection=[dg.AssetKey("interactions"), *downstream],
+                tags=tag,
+            )
+            for day in changed_days
+        ]
+        if tables_changed:
+            requests.append(dg.RunRequest(run_key=f"tables:{hash(json.dumps(files, sort_keys=True))}",
+                                          asset_selection=[*tables, *downstream], tags=tag))  # fmt: skip
+        context.update_cursor(json.dumps({"files": files, "days": days}))
+        return dg.SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=[interaction_days.build_add_request(new_days)] if new_days else [],
+        )
 
     return _sensor
+
+
+def load_interactions():
+    """The interactions of the dataset CAUSALREC_DATA names, read by the default ingest plugin."""
+    from causalrec_assets.plugin_api import PluginContext
+    from causalrec_assets.stage_config import plugin_from_config, stage_config_class
+
+    plugin = plugin_from_config("ingest", stage_config_class("ingest")())
+    return plugin.load(PluginContext()).interactions

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from causalrec_assets.automation import dataset_sensor, refresh_schedule, with_downstream_automation
+from causalrec_assets.partitions import partitioned
 from causalrec_assets.stages import effects, embed, ingest, ranking, structure, validate
 from causalrec_resources.executors import executor_from_env
 from causalrec_resources.storage import CausalrecIOManager
@@ -13,32 +14,46 @@ from causalrec_resources.variables import CausalVariablesResource
 
 INGESTED = {"users", "items", "interactions", "ground_truth", "true_uplift"}
 
-ALL_ASSETS = with_downstream_automation(
-    [
-        ingest.ingest,
-        validate.validation_report,
-        embed.item_embeddings,
-        embed.user_embeddings,
-        structure.item_topics,
-        structure.causal_variables,
-        structure.structure,
-        effects.treatment_effects,
-        ranking.ranking,
-        ranking.evaluation,
-    ],
-    sources=INGESTED,
-)
 
-causalrec_job = dg.define_asset_job(
-    "causalrec", selection=dg.AssetSelection.all(), description="Every stage, ingest to evaluation."
-)
+def build_definitions() -> dg.Definitions:
+    """Everything, built from the environment (``CAUSALREC_PARTITIONS``, ``CAUSALREC_EXECUTOR``)."""
+    daily = partitioned()
+    assets = with_downstream_automation(
+        [
+            *ingest.build_ingest_assets(daily),
+            validate.validation_report,
+            embed.item_embeddings,
+            embed.user_embeddings,
+            structure.item_topics,
+            structure.causal_variables,
+            structure.structure,
+            effects.treatment_effects,
+            ranking.ranking,
+            ranking.evaluation,
+        ],
+        sources=INGESTED,
+    )
+    job = dg.define_asset_job(
+        "causalrec", selection=dg.AssetSelection.all(), description="Every stage, ingest to evaluation."
+    )
+    # Daily partitions arrive through the sensor; the schedule refreshes everything else.
+    refresh = dg.define_asset_job(
+        "causalrec_refresh",
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets("interactions")
+        if daily
+        else dg.AssetSelection.all(),
+        description="What the schedule refreshes (with daily partitions: all but the interactions log).",
+    )
+    downstream = [k for a in assets for k in a.keys if k.to_user_string() not in INGESTED]
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=validate.CHECKS,
+        jobs=[job, refresh],
+        schedules=[refresh_schedule(refresh)],
+        sensors=[dataset_sensor(job, downstream=downstream)],
+        executor=executor_from_env(),
+        resources={"io_manager": CausalrecIOManager(), "variable_settings": CausalVariablesResource()},
+    )
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=validate.CHECKS,
-    jobs=[causalrec_job],
-    schedules=[refresh_schedule(causalrec_job)],
-    sensors=[dataset_sensor(causalrec_job)],
-    executor=executor_from_env(),
-    resources={"io_manager": CausalrecIOManager(), "variable_settings": CausalVariablesResource()},
-)
+
+defs = build_definitions()

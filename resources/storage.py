@@ -76,6 +76,27 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
             return json.loads(path.read_text())
         return pl.read_parquet(str(path.path) if path.protocol in ("", "file") else path)
 
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        """A single-run backfill returns ``{partition_key: table}``: one file per partition."""
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            if not isinstance(obj, dict) or set(obj) != set(context.asset_partition_keys):
+                raise TypeError("a run over several partitions must return {partition_key: table} for each of them")
+            for key, path in self._get_paths_for_partitions(context).items():
+                self.make_directory(path.parent)
+                self.dump_to_path(context=context, obj=obj[key], path=path)
+            context.add_output_metadata(
+                {"partitions": len(obj), "dagster/row_count": sum(v.height for v in obj.values())}
+            )
+            return
+        super().handle_output(context, obj)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        """An unpartitioned asset reading every partition of a table gets them as one table."""
+        value = super().load_input(context)
+        if isinstance(value, dict) and value and all(isinstance(v, pl.DataFrame) for v in value.values()):
+            return pl.concat([value[k] for k in sorted(value)], how="diagonal_relaxed")
+        return value
+
     def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
         if isinstance(obj, pl.DataFrame):
             return {"dagster/row_count": obj.height, "columns": ", ".join(obj.columns)}

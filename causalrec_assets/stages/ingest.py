@@ -1,58 +1,107 @@
-"""The ingest stage: the dataset read into the canonical users, items and interactions tables."""
+"""The ingest stage: the dataset read into the canonical users, items and interactions tables.
+
+With ``CAUSALREC_PARTITIONS=daily`` (see ``causalrec_assets.partitions``) ``interactions`` is
+its own asset, partitioned by day, so a refresh reads and stores only the new days.
+"""
 
 import time
+from collections.abc import Iterator
 
 import dagster as dg
+import polars as pl
 
 from causalrec_assets import metadata as md
 from causalrec_assets.contracts import harmonise_id_types
 from causalrec_assets.metadata import OWNERS
+from causalrec_assets.partitions import interaction_days, rows_of_day
+from causalrec_assets.plugin_api import Dataset
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 
 IngestStageConfig = stage_config_class("ingest")
 
+INTERACTIONS_DESCRIPTION = "The log: user_id, item_id, exposure, outcome, timestamp, split."
+TABLE_OUTS = {
+    "users": dg.AssetOut(description="One row per user: user_id and attributes.", group_name="ingest", owners=OWNERS),
+    "items": dg.AssetOut(
+        description="One row per item: item_id, text, attributes.", group_name="ingest", owners=OWNERS
+    ),
+    "ground_truth": dg.AssetOut(
+        description="Simulated worlds only: the true DAG, confounders and ATE.",
+        group_name="ingest",
+        owners=OWNERS,
+        is_required=False,
+    ),
+    "true_uplift": dg.AssetOut(
+        description="Simulated worlds only: the true uplift of every (user, item) pair.",
+        group_name="ingest",
+        owners=OWNERS,
+        is_required=False,
+    ),
+}
 
-@dg.multi_asset(
-    outs={
-        "users": dg.AssetOut(
-            description="One row per user: user_id and attributes.", group_name="ingest", owners=OWNERS
-        ),
-        "items": dg.AssetOut(
-            description="One row per item: item_id, text, attributes.", group_name="ingest", owners=OWNERS
-        ),
-        "interactions": dg.AssetOut(
-            description="The log: user_id, item_id, exposure, outcome, timestamp, split.",
-            group_name="ingest",
-            owners=OWNERS,
-        ),
-        "ground_truth": dg.AssetOut(
-            description="Simulated worlds only: the true DAG, confounders and ATE.",
-            group_name="ingest",
-            owners=OWNERS,
-            is_required=False,
-        ),
-        "true_uplift": dg.AssetOut(
-            description="Simulated worlds only: the true uplift of every (user, item) pair.",
-            group_name="ingest",
-            owners=OWNERS,
-            is_required=False,
-        ),
-    },
-    can_subset=False,
-    name="ingest",
-    compute_kind="polars",
-)
-def ingest(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
-    """Read the dataset chosen by CAUSALREC_DATA (or the run config) into the canonical tables."""
+
+def load_dataset(context, config) -> tuple[Dataset, dict]:
+    """Run the configured ingest plugin; the dataset with harmonised id types, and metadata."""
     plugin = plugin_from_config("ingest", config, context.log)
     start = time.perf_counter()
     data = plugin.load(plugin_context(context))
-    users, items, interactions = harmonise_id_types(data.users, data.items, data.interactions)
-    seconds = round(time.perf_counter() - start, 3)
-    source = {"plugin": type(plugin).__name__, "dataset": data.name, "seconds": seconds}
-    yield dg.Output(users, "users", metadata={**source, **md.table_metadata(users)})
-    yield dg.Output(items, "items", metadata={**source, **md.table_metadata(items)})
-    yield dg.Output(interactions, "interactions", metadata={**source, **md.interaction_metadata(interactions)})
+    data.users, data.items, data.interactions = harmonise_id_types(data.users, data.items, data.interactions)
+    source = {"plugin": type(plugin).__name__, "dataset": data.name, "seconds": round(time.perf_counter() - start, 3)}
+    return data, source
+
+
+def table_outputs(data: Dataset, source: dict) -> Iterator[dg.Output]:
+    yield dg.Output(data.users, "users", metadata={**source, **md.table_metadata(data.users)})
+    yield dg.Output(data.items, "items", metadata={**source, **md.table_metadata(data.items)})
     if data.truth is not None:
         yield dg.Output(data.truth.as_json(), "ground_truth", metadata={"true_ate": data.truth.ate})
         yield dg.Output(data.truth.uplift, "true_uplift", metadata=md.table_metadata(data.truth.uplift, preview=False))
+
+
+def build_ingest_assets(daily: bool) -> list[dg.AssetsDefinition]:
+    """One multi-asset for every table, or (daily) the tables plus a partitioned log."""
+    if not daily:
+
+        @dg.multi_asset(
+            outs={
+                **TABLE_OUTS,
+                "interactions": dg.AssetOut(description=INTERACTIONS_DESCRIPTION, group_name="ingest", owners=OWNERS),
+            },
+            can_subset=False,
+            name="ingest",
+            compute_kind="polars",
+        )
+        def ingest(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
+            """Read the dataset chosen by CAUSALREC_DATA (or the run config) into the canonical tables."""
+            data, source = load_dataset(context, config)
+            yield from table_outputs(data, source)
+            yield dg.Output(
+                data.interactions, "interactions", metadata={**source, **md.interaction_metadata(data.interactions)}
+            )
+
+        return [ingest]
+
+    @dg.multi_asset(outs=TABLE_OUTS, can_subset=False, name="ingest", compute_kind="polars")
+    def ingest_tables(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
+        """Read the users and items of the dataset chosen by CAUSALREC_DATA (or the run config)."""
+        data, source = load_dataset(context, config)
+        yield from table_outputs(data, source)
+
+    @dg.asset(
+        name="interactions",
+        partitions_def=interaction_days,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=INTERACTIONS_DESCRIPTION + " Partitioned by the day of the timestamp.",
+        group_name="ingest",
+        owners=OWNERS,
+        compute_kind="polars",
+    )
+    def interactions(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
+        """Days of the log (the run's partition keys; a backfill reads the dataset once)."""
+        data, source = load_dataset(context, config)
+        days = {day: rows_of_day(data.interactions, day) for day in context.partition_keys}
+        rows = pl.concat(list(days.values()))
+        metadata = {**source, "days": ", ".join(days), **md.interaction_metadata(rows)}
+        return dg.Output(days if len(days) > 1 else rows, metadata=metadata)
+
+    return [ingest_tables, interactions]

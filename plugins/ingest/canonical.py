@@ -12,17 +12,12 @@ from pydantic import Field
 
 from causalrec_assets.contracts import TABLES, DataContractError, harmonise_id_types
 from causalrec_assets.plugin_api import Dataset, IngestPlugin, PluginConfig, PluginContext
-from causalrec_plugins.ingest.readers import (
-    find_table,
-    read_csv_table,
-    read_parquet_table,
-    resolve_dir,
-    table_candidates,
-)
+from causalrec_plugins.ingest.readers import find_table, read_table, resolve_dir, table_candidates
 
 
 class CanonicalIngest(IngestPlugin):
-    """Reads each table from ``NAME.parquet`` (preferred) or ``NAME.csv`` with Polars."""
+    """Reads each table from ``NAME.parquet`` (preferred), ``NAME.csv``, or a folder ``NAME/`` of
+    such files (e.g. one per day of interactions) with Polars."""
 
     class Config(PluginConfig):
         path: str = Field(
@@ -39,10 +34,7 @@ class CanonicalIngest(IngestPlugin):
             if path is None:
                 tried = ", ".join(p.name for p in table_candidates(directory, table))
                 raise DataContractError(f"{table}: no table file in {directory} (tried {tried})")
-            if path.suffix == ".parquet":
-                frames[table] = read_parquet_table(path, table)
-            else:
-                frames[table] = read_csv_table(path, table)
+            frames[table] = read_table(path, table)
             context.log.info("%s: %d rows from %s", table, frames[table].height, path)
         users, items, interactions = harmonise_id_types(frames["users"], frames["items"], frames["interactions"])
         return Dataset(users=users, items=items, interactions=interactions, name=directory.name)

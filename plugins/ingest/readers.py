@@ -39,8 +39,27 @@ def table_candidates(directory: Path, name: str) -> list[Path]:
 
 
 def find_table(directory: Path, name: str) -> Path | None:
-    """The file holding table ``name`` (Parquet preferred over CSV), or None."""
-    return next((p for p in table_candidates(directory, name) if p.is_file()), None)
+    """The file holding table ``name`` (Parquet preferred over CSV), or a folder ``name/`` of
+    part files (e.g. one file per day of interactions), or None."""
+    found = next((p for p in table_candidates(directory, name) if p.is_file()), None)
+    if found is None and part_files(directory / name):
+        return directory / name
+    return found
+
+
+def part_files(folder: Path) -> list[Path]:
+    """The table files in a folder, in name order (daily files sort by date)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in TABLE_SUFFIXES)
+
+
+def read_table(path: Path, table: str) -> pl.DataFrame:
+    """A canonical table from a ``.parquet`` or ``.csv`` file, or a folder of such parts."""
+    if path.is_dir():
+        parts = [read_table(part, table) for part in part_files(path)]
+        return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+    return read_parquet_table(path, table) if path.suffix == ".parquet" else read_csv_table(path, table)
 
 
 def require_file(directory: Path, filename: str, table: str) -> Path:
