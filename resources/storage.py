@@ -109,6 +109,9 @@ class CausalrecIOManager(dg.ConfigurableIOManagerFactory):
     base_dir: str = ""
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsJsonUPathIOManager:
+        configured = self.base_dir or os.environ.get("CAUSALREC_STORAGE", "")
+        if "://" in configured:  # an object store (s3://, gs://, …) through fsspec
+            return PolarsJsonUPathIOManager(base_path=UPath(configured))
         root = storage_dir(self.base_dir)
         root.mkdir(parents=True, exist_ok=True)
         return PolarsJsonUPathIOManager(base_path=UPath(root))
