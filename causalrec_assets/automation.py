@@ -92,42 +92,31 @@ def dataset_sensor(job: dg.UnresolvedAssetJobDefinition, downstream: list[dg.Ass
         days = day_fingerprints(load_interactions())
         known = set(context.instance.get_dynamic_partitions(interaction_days.name))
         new_days = sorted(d for d in days if d not in known)
-        changed_days = sorted(d for d in days if d in known and state.get("days", {}).get(d) != days[d])
+        if new_days:  # add the partitions first; the next tick (cursor unchanged) runs them
+            return dg.SensorResult(dynamic_partitions_requests=[interaction_days.build_add_request(new_days)])
+        pending = sorted(d for d in days if state.get("days", {}).get(d) != days[d])
         tables_changed = any(not name.startswith("interactions") for name in changed)
         tables = [dg.AssetKey(k) for k in ("users", "items", "ground_truth", "true_uplift")]
         requests = []
-        if new_days:  # one run for all new days (a single-run range when there are several)
+        if pending:  # one run: a single partition, or a single-run range over the pending days
             span = (
-                {"dagster/asset_partition_range_start": new_days[0], "dagster/asset_partition_range_end": new_days[-1]}
-                if len(new_days) > 1
+                {"dagster/asset_partition_range_start": pending[0], "dagster/asset_partition_range_end": pending[-1]}
+                if len(pending) > 1
                 else {}
             )
             requests.append(
                 dg.RunRequest(
-                    run_key=f"days:{new_days[0]}..{new_days[-1]}:{days[new_days[-1]]}",
-                    partition_key=None if span else new_days[0],
+                    run_key=f"days:{pending[0]}..{pending[-1]}:{days[pending[-1]]}",
+                    partition_key=None if span else pending[0],
                     asset_selection=[*(tables if tables_changed else []), dg.AssetKey("interactions"), *downstream],
                     tags={**tag, **span},
                 )
             )
-            tables_changed = False
-        requests += [
-            dg.RunRequest(
-                run_key=f"{day}:{days[day]}",
-                partition_key=day,
-                asset_selection=[dg.AssetKey("interactions"), *downstream],
-                tags=tag,
-            )
-            for day in changed_days
-        ]
-        if tables_changed:
+        elif tables_changed:
             requests.append(dg.RunRequest(run_key=f"tables:{hash(json.dumps(files, sort_keys=True))}",
                                           asset_selection=[*tables, *downstream], tags=tag))  # fmt: skip
         context.update_cursor(json.dumps({"files": files, "days": days}))
-        return dg.SensorResult(
-            run_requests=requests,
-            dynamic_partitions_requests=[interaction_days.build_add_request(new_days)] if new_days else [],
-        )
+        return dg.SensorResult(run_requests=requests)
 
     return _sensor
 

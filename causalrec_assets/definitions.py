@@ -47,7 +47,7 @@ def build_definitions() -> dg.Definitions:
     downstream = [k for a in assets for k in a.keys if k.to_user_string() not in INGESTED]
     return dg.Definitions(
         assets=assets,
-        asset_checks=validate.CHECKS,
+        asset_checks=[*validate.CHECKS, *effects.REFUTATION_CHECKS],
         jobs=[job, refresh],
         schedules=[refresh_schedule(refresh)],
         sensors=[dataset_sensor(job, downstream=downstream)],

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from causalrec_assets.contracts import attribute_columns
 
@@ -88,3 +94,125 @@ def user_profiles(train: pl.DataFrame, item_embeddings: pl.DataFrame) -> tuple[p
         }
     )
     return frame, engaged
+
+
+# ---------------------------------------------------------------- incremental embedding
+
+CHUNK = 8192  # texts per call for plugins that cannot stream
+
+
+@dataclass
+class EmbedStats:
+    """What a (re-)materialization of the embeddings did, for its metadata."""
+
+    items: int = 0
+    unique_texts: int = 0
+    computed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    tokens: int = 0
+    model_key: str = ""
+
+    def metadata(self) -> dict[str, float | int | str]:
+        rate = self.computed / self.embed_seconds if self.embed_seconds > 0 else 0.0
+        return {
+            "texts_computed": self.computed,
+            "texts_reused": self.reused,
+            "duplicate_texts": self.items - self.unique_texts,
+            "texts_per_second": round(rate, 1),
+            "tokens_per_second": round(self.tokens / self.embed_seconds, 1) if self.embed_seconds > 0 else 0.0,
+            "embed_seconds": round(self.embed_seconds, 3),
+            "seconds": round(self.seconds, 3),
+            "model_key": self.model_key,
+        }
+
+
+def _stream(plugin: Any, texts: list[str], context: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, vectors)`` from the plugin's own stream when it has one, else chunked ``embed``."""
+    if hasattr(plugin, "iter_embed"):
+        yield from plugin.iter_embed(texts, context)
+        return
+    for start in range(0, len(texts), CHUNK):
+        vectors = np.asarray(plugin.embed(texts[start : start + CHUNK], context), dtype=np.float32)
+        yield np.arange(start, start + len(vectors)), vectors
+
+
+def shard_of(hashes: pl.Series, shards: int) -> pl.Series:
+    """Which of ``shards`` partitions a text hash belongs to (stable, uniform)."""
+    return hashes.str.slice(0, 8).str.to_integer(base=16) % shards
+
+
+def embed_incremental(
+    plugin: Any, item_ids: pl.Series, texts: list[str], context: Any, store_root: Path | None
+) -> tuple[pl.DataFrame, EmbedStats]:
+    """The embedding table for these items, computing only texts the store lacks for this model key.
+
+    One (items x dim) float32 array is filled in place, from the store shard by shard and from
+    the plugin batch by batch, and handed to Polars without a copy: memory stays near the size
+    of the result, whatever the number of items."""
+    from causalrec_assets.embedding_store import ROWS_PER_SHARD, EmbeddingStore
+
+    started = time.perf_counter()
+    key = plugin.model_key()
+    stats = EmbedStats(items=len(texts), model_key=key)
+    hashes = pl.Series("text_hash", [text_hash(t, key) for t in texts], dtype=pl.String)
+    firsts = (
+        pl.DataFrame({"text_hash": hashes}).with_row_index("pos").unique("text_hash", keep="first", maintain_order=True)
+    )
+    unique_hashes, unique_pos = firsts["text_hash"], firsts["pos"].to_numpy()
+    stats.unique_texts = len(unique_hashes)
+    store = EmbeddingStore(store_root, key) if store_root is not None else None
+    out: np.ndarray | None = None
+    have = np.zeros(len(unique_hashes), dtype=bool)
+
+    def place(rows: np.ndarray, vectors: np.ndarray) -> None:
+        nonlocal out
+        if out is None:
+            out = np.empty((len(unique_hashes), vectors.shape[1]), dtype=np.float32)
+        out[rows] = vectors
+        have[rows] = True
+
+    if store is not None:
+        for rows, vectors in store.lookup(unique_hashes):
+            place(rows, vectors)
+    missing = np.flatnonzero(~have)
+    stats.reused, stats.computed = int(have.sum()), len(missing)
+    if len(missing):
+        embed_started = time.perf_counter()
+        todo = [texts[i] for i in unique_pos[missing]]
+        for rows, vectors in _stream(plugin, todo, context):
+            place(missing[rows], vectors)
+        stats.embed_seconds = time.perf_counter() - embed_started
+        stats.tokens = int(getattr(plugin, "last_tokens", 0) or 0)
+        if store is not None:
+            new_hashes = unique_hashes.gather(missing).to_list()
+            for s in range(0, len(missing), ROWS_PER_SHARD):
+                store.append(new_hashes[s : s + ROWS_PER_SHARD], out[missing[s : s + ROWS_PER_SHARD]])
+    if out is None:  # no items at all: ask the plugin for its width
+        out = np.zeros((0, np.asarray(plugin.embed([""], context)).shape[1]), dtype=np.float32)
+    if stats.unique_texts < len(texts):  # duplicates: spread the unique vectors to every item
+        inverse = pl.DataFrame({"text_hash": hashes}).join(
+            firsts.with_row_index("u"), on="text_hash", how="left", maintain_order="left"
+        )["u"]
+        out = out[inverse.to_numpy()]
+    frame = embedding_frame_from(item_ids, hashes, key, out)
+    stats.seconds = time.perf_counter() - started
+    return frame, stats
+
+
+def embedding_frame_from(item_ids: pl.Series, hashes: pl.Series, key: str, vectors: np.ndarray) -> pl.DataFrame:
+    """Like ``embedding_frame``, from precomputed hashes; the vectors pass to Arrow without a copy."""
+    dim = vectors.shape[1]
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+    column = pl.from_arrow(pa.FixedSizeListArray.from_arrays(flat, dim)).alias("embedding")
+    return pl.DataFrame(
+        {
+            "item_id": item_ids,
+            "text_hash": hashes,
+            "model_key": pl.Series([key], dtype=pl.String).extend_constant(key, len(hashes) - 1)
+            if len(hashes)
+            else pl.Series([], dtype=pl.String),
+            "embedding": column,
+        }
+    )

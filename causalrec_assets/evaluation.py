@@ -1,5 +1,13 @@
-"""Ranking quality on the randomized ``test`` slice: AUC, NDCG@K, recall@K, and uplift
-metrics (AUUC, Qini) where the slice has outcomes for both exposure arms."""
+"""Ranking quality on the randomized ``test`` slice: AUC, NDCG@K, recall@K under both
+conventions for users without a relevant test item (skipped, or scored 1) and at each
+relevance threshold; MSE / MAE where the scores are predicted outcomes; uplift metrics
+(AUUC, Qini) where the slice has outcomes for both exposure arms.
+
+The conventions follow the debiasing literature's code (Li et al.'s DR-BIAS / StableDR, used
+by CDR and UPO): AUC pools every test pair of the slice; NDCG@K is computed per user over
+that user's test items and averaged; a user with no relevant test item scores 1 under the
+``no_relevant_as_1`` convention.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +17,62 @@ from sklearn.metrics import roc_auc_score
 
 from causalrec_assets.variables import binarise_threshold
 
+METRIC_SCHEMA = {"metric": pl.String, "value": pl.Float64}
+
+
+def relevance_thresholds(outcome: pl.Series) -> list[float]:
+    """Where an outcome counts as relevant: 0/1 data at 0.5; ratings on a 1–5 scale at both
+    3 (the debiasing literature's cut for Coat and Yahoo! R3) and 4 (the pipeline's own);
+    anything else above its median."""
+    default = binarise_threshold(outcome)
+    values = outcome.drop_nulls().cast(pl.Float64)
+    if values.is_empty() or set(values.unique().to_list()) <= {0.0, 1.0}:
+        return [default]
+    if values.min() >= 0 and values.max() <= 5 and values.max() > 3:
+        return sorted({3.0, default})
+    return [default]
+
 
 def ndcg_recall_at_k(frame: pl.DataFrame, k: int) -> dict[str, float]:
-    """Per-user NDCG@k and recall@k (users with no relevant item: skipped, or scored 1)."""
-    ndcg_skip, ndcg_one, recall = [], [], []
+    """Per-user NDCG@k and recall@k over ``user_id, score, relevant`` rows; users with no
+    relevant item are skipped (plain keys) or scored 1 (``_no_relevant_as_1`` keys)."""
+    ndcg_skip, ndcg_one, recall_skip, recall_one = [], [], [], []
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    for _, group in frame.group_by("user_id"):
-        rel = group.sort("score", descending=True)["relevant"].to_numpy()
+    order = frame.select("user_id", "score", "relevant").sort(
+        ["user_id", "score"], descending=[False, True], maintain_order=True
+    )
+    for _, group in order.group_by("user_id", maintain_order=True):
+        rel = group["relevant"].to_numpy().astype(float)
         n_rel = int(rel.sum())
         if n_rel == 0:
             ndcg_one.append(1.0)
+            recall_one.append(1.0)
             continue
         dcg = float((rel[:k] * discounts[: min(k, rel.size)]).sum())
         idcg = float(discounts[: min(k, n_rel)].sum())
+        recall = float(rel[:k].sum()) / n_rel
         ndcg_skip.append(dcg / idcg)
         ndcg_one.append(dcg / idcg)
-        recall.append(float(rel[:k].sum()) / n_rel)
+        recall_skip.append(recall)
+        recall_one.append(recall)
     mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
-    return {f"ndcg@{k}": mean(ndcg_skip), f"ndcg@{k}_no_relevant_as_1": mean(ndcg_one), f"recall@{k}": mean(recall)}
+    return {
+        f"ndcg@{k}": mean(ndcg_skip),
+        f"ndcg@{k}_no_relevant_as_1": mean(ndcg_one),
+        f"recall@{k}": mean(recall_skip),
+        f"recall@{k}_no_relevant_as_1": mean(recall_one),
+    }
 
 
 def uplift_curve_metrics(score: np.ndarray, treated: np.ndarray, y: np.ndarray, bins: int = 100) -> dict[str, float]:
     """AUUC (mean cumulative uplift over the top fractions, per targeted pair) and the Qini
     coefficient (area between the Qini curve and random targeting, normalised by N)."""
+    curve = uplift_curves(score, treated, y, bins)
+    return {"auuc": float(np.mean(curve["lift"])), "qini": float(np.mean(curve["qini"] - curve["random"]) / y.size)}
+
+
+def uplift_curves(score: np.ndarray, treated: np.ndarray, y: np.ndarray, bins: int = 100) -> dict[str, np.ndarray]:
+    """The cumulative uplift and Qini curves of targeting pairs in descending score order."""
     order = np.argsort(-score, kind="stable")
     t, yy = treated[order], y[order]
     n = t.size
@@ -41,34 +82,105 @@ def uplift_curve_metrics(score: np.ndarray, treated: np.ndarray, y: np.ndarray, 
     with np.errstate(divide="ignore", invalid="ignore"):
         lift = np.where((cum_t[cut] > 0) & (cum_c[cut] > 0), cum_yt[cut] / cum_t[cut] - cum_yc[cut] / cum_c[cut], 0.0)
         qini = cum_yt[cut] - cum_yc[cut] * np.where(cum_c[cut] > 0, cum_t[cut] / cum_c[cut], 0.0)
-    overall = qini[-1]
-    random = overall * (cut + 1) / n
-    return {"auuc": float(np.mean(lift)), "qini": float(np.mean(qini - random) / n)}
+    return {"share": (cut + 1) / n, "lift": lift, "qini": qini, "random": qini[-1] * (cut + 1) / n}
+
+
+def scores_on_outcome_scale(scores: np.ndarray, outcomes: np.ndarray) -> bool:
+    """Whether scores read as predicted outcomes (a rating predictor's, not counts or uplifts):
+    they stay within the outcome's range widened by half its span, and their spread is not
+    tiny next to it."""
+    lo, hi = float(np.min(outcomes)), float(np.max(outcomes))
+    span = hi - lo
+    if span <= 0 or scores.size == 0:
+        return False
+    inside = lo - 0.5 * span <= float(np.min(scores)) and float(np.max(scores)) <= hi + 0.5 * span
+    return inside and float(np.ptp(scores)) > 0.05 * span
+
+
+def ranking_metrics(frame: pl.DataFrame, threshold: float, k: int, suffix: str = "") -> list[tuple[str, float]]:
+    """AUC pooled over the rows, and per-user NDCG@k and recall@k, at one relevance threshold."""
+    rel = (frame["outcome"].cast(pl.Float64) >= threshold).cast(pl.Int8)
+    scored = frame.select("user_id", "score").with_columns(rel.alias("relevant"))
+    rows: list[tuple[str, float]] = []
+    y = scored["relevant"].to_numpy()
+    if 0 < y.sum() < y.size:
+        rows.append((f"auc{suffix}", float(roc_auc_score(y, scored["score"].to_numpy()))))
+    rows += [(f"{name}{suffix}", value) for name, value in ndcg_recall_at_k(scored, k).items()]
+    return rows
 
 
 def evaluate(interactions: pl.DataFrame, test_scores: pl.DataFrame, k: int = 5) -> pl.DataFrame:
-    """``metric, value`` rows (empty of scores where there is no test slice)."""
+    """``metric, value`` rows (only ``test_rows`` where there is no test slice). Unsuffixed
+    ranking metrics use the pipeline's relevance threshold; ``[outcome>=t]`` rows repeat them
+    at each threshold of ``relevance_thresholds``."""
     test = interactions.filter(pl.col("split") == "test")
-    rows: list[tuple[str, float | None]] = [("test_rows", float(test.height))]
+    rows: list[tuple[str, float]] = [("test_rows", float(test.height))]
     if test.is_empty():
-        return pl.DataFrame(rows, schema={"metric": pl.String, "value": pl.Float64}, orient="row")
-    threshold = binarise_threshold(interactions["outcome"])
-    joined = test.join(test_scores.unique(["user_id", "item_id"]), on=["user_id", "item_id"], how="left").with_columns(
-        pl.col("score").fill_null(pl.col("score").min()),
-        (pl.col("outcome").cast(pl.Float64) >= threshold).cast(pl.Int8).alias("relevant"),
-    )
+        return pl.DataFrame(rows, schema=METRIC_SCHEMA, orient="row")
+    joined = test.join(test_scores.unique(["user_id", "item_id"]), on=["user_id", "item_id"], how="left")
+    missing = int(joined["score"].null_count())
+    joined = joined.with_columns(pl.col("score").cast(pl.Float64).fill_null(pl.col("score").min()))
+    if missing:
+        rows.append(("test_rows_without_score", float(missing)))
     treated = joined["exposure"].cast(pl.Int8).to_numpy()
     both_arms = len(np.unique(treated)) == 2
     # Relevance is judged where items were shown; uplift needs both arms.
     shown = joined.filter(pl.col("exposure") == 1) if both_arms else joined
-    rel = shown["relevant"].to_numpy()
-    if 0 < rel.sum() < rel.size:
-        rows.append(("auc", float(roc_auc_score(rel, shown["score"].to_numpy()))))
-    rows += list(ndcg_recall_at_k(shown, k).items())
+    default = binarise_threshold(interactions["outcome"])
+    rows += ranking_metrics(shown, default, k)
+    thresholds = relevance_thresholds(interactions["outcome"])
+    if thresholds != [default]:
+        for t in thresholds:
+            rows += ranking_metrics(shown, t, k, suffix=f"[outcome>={t:g}]")
+    y_shown = shown["outcome"].cast(pl.Float64).to_numpy()
+    s_shown = shown["score"].to_numpy()
+    if len(np.unique(y_shown)) > 2 and scores_on_outcome_scale(s_shown, y_shown):
+        rows += [("mse", float(np.mean((s_shown - y_shown) ** 2))), ("mae", float(np.mean(np.abs(s_shown - y_shown))))]
     if both_arms:
         y = joined["outcome"].cast(pl.Float64).to_numpy()
         rows += list(uplift_curve_metrics(joined["score"].to_numpy(), treated, y).items())
-    return pl.DataFrame(rows, schema={"metric": pl.String, "value": pl.Float64}, orient="row")
+    return pl.DataFrame(rows, schema=METRIC_SCHEMA, orient="row")
+
+
+def evaluation_plot(interactions: pl.DataFrame, test_scores: pl.DataFrame, metrics: pl.DataFrame) -> bytes | None:
+    """A small PNG: the uplift curve against random targeting where both arms were tested,
+    else the ranking metrics at each threshold and convention. None without a test slice."""
+    test = interactions.filter(pl.col("split") == "test")
+    if test.is_empty():
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
+    values = dict(metrics.rows())
+    joined = test.join(test_scores.unique(["user_id", "item_id"]), on=["user_id", "item_id"], how="left")
+    treated = joined["exposure"].cast(pl.Int8).to_numpy()
+    if len(np.unique(treated)) == 2:
+        score = joined["score"].cast(pl.Float64).fill_null(strategy="min").to_numpy()
+        curve = uplift_curves(score, treated, joined["outcome"].cast(pl.Float64).to_numpy())
+        ax.plot(curve["share"], curve["qini"], label=f"ranker (Qini {values.get('qini', float('nan')):.4f})")
+        ax.plot(curve["share"], curve["random"], "--", color="grey", label="random targeting")
+        ax.set_xlabel("share of test pairs targeted, best score first")
+        ax.set_ylabel("incremental positives")
+        ax.set_title("Qini curve on the randomized test slice")
+        ax.legend(fontsize=8)
+    else:
+        names = [m for m in values if m.startswith(("auc", "ndcg@", "recall@")) and values[m] == values[m]]
+        if any("[" in m for m in names):  # per-threshold rows repeat the unsuffixed ones
+            names = [m for m in names if "[" in m]
+        ax.barh(range(len(names)), [values[m] for m in names], color="#4c72b0")
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_xlim(0, 1)
+        ax.invert_yaxis()
+        ax.set_title("ranking quality on the test slice")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def uplift_capture(recommendations: pl.DataFrame, true_uplift: pl.DataFrame, candidates: pl.DataFrame) -> float:

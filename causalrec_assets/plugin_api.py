@@ -8,12 +8,14 @@ scikit-learn estimator it does no work in its constructor: it only keeps its con
 
 from __future__ import annotations
 
+import functools
 import logging
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import dagster as dg
 import numpy as np
@@ -276,3 +278,77 @@ STAGE_BASES: dict[str, type[Plugin]] = {
     "effects": EffectsPlugin,
     "ranking": RankingPlugin,
 }
+
+
+# ---------------------------------------------------------------- versioning and deprecation
+#
+# PLUGIN_API_VERSION is MAJOR.MINOR. A plugin declares the version it was written for
+# (``api_version``); the registry accepts it when the majors are equal and its minor is at most
+# the framework's (minors only add). Whatever is removed or changed incompatibly waits for the
+# next major, after at least one minor release in which it is deprecated: it keeps working, warns
+# with PluginAPIDeprecationWarning, and ``causalrec plugins`` names the plugins still using it.
+# CHANGELOG.md has a "Plugin API" section per version.
+
+
+def parse_api_version(text: object) -> tuple[int, int]:
+    """``"1.2"`` (or ``"1.2.3"``) -> ``(1, 2)``; anything else is a ValueError naming the value."""
+    parts = str(text).strip().split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        raise ValueError(f"api_version {text!r} is not MAJOR.MINOR (e.g. {PLUGIN_API_VERSION!r})")
+    return int(parts[0]), int(parts[1])
+
+
+class PluginAPIDeprecationWarning(FutureWarning):
+    """A part of the plugin API that a plugin uses is deprecated; it goes in the next major version.
+
+    A FutureWarning, not a DeprecationWarning, so that it is shown by default: the person who
+    sees it runs the pipeline, not the plugin's own code."""
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    """One deprecated part of the plugin API.
+
+    ``attribute`` (with ``stage``) names a method or class attribute a plugin may define: the
+    registry notes every plugin of that stage that still defines it. Framework functions that
+    plugins call are marked with ``deprecated`` instead, and warn when called."""
+
+    what: str
+    since: str
+    removed_in: str
+    instead: str = ""
+    stage: str = ""
+    attribute: str = ""
+
+    def message(self) -> str:
+        text = f"{self.what} is deprecated since plugin API {self.since} and goes in {self.removed_in}"
+        return f"{text}; {self.instead}" if self.instead else text
+
+
+DEPRECATIONS: list[Deprecation] = []
+"""Every deprecation of the current major version (plugin API 1.0 has none yet)."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def warn_deprecated(deprecation: Deprecation, stacklevel: int = 2) -> None:
+    """Warn (PluginAPIDeprecationWarning) that ``deprecation.what`` is used."""
+    warnings.warn(deprecation.message(), PluginAPIDeprecationWarning, stacklevel=stacklevel + 1)
+
+
+def deprecated(since: str, removed_in: str, instead: str = "") -> Callable[[_F], _F]:
+    """Mark a framework function or method that plugins call as deprecated: it keeps working and
+    every call warns with PluginAPIDeprecationWarning (Python shows it once per call site)."""
+
+    def mark(func: _F) -> _F:
+        note = Deprecation(f"{func.__qualname__}()", since, removed_in, instead)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            warn_deprecated(note, stacklevel=2)
+            return func(*args, **kwargs)
+
+        wrapper.__deprecation__ = note  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return mark

@@ -10,12 +10,24 @@ import inspect
 import logging
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
-from causalrec_assets.plugin_api import PLUGIN_API_VERSION, STAGE_BASES, STAGES, Plugin, PluginConfig
+from causalrec_assets import plugin_api
+from causalrec_assets.plugin_api import (
+    PLUGIN_API_VERSION,
+    STAGE_BASES,
+    STAGES,
+    Plugin,
+    PluginConfig,
+    parse_api_version,
+)
 
 log = logging.getLogger("causalrec.registry")
 
 ENTRY_POINT_PREFIX = "causalrec."
+
+# The built-in plugins ship with the framework, so they always target its plugin API version.
+BUILTIN_DISTRIBUTION = "causalrec"
 
 # Plugin names that would collide with fields of the stage run config.
 RESERVED_NAMES: frozenset[str] = frozenset({"plugin"})
@@ -35,20 +47,72 @@ class PluginInfo:
     plugin: type[Plugin] | None = None
     api_version: str | None = None
     error: str | None = None
+    notes: tuple[str, ...] = ()  # usable, but worth knowing: deprecated API it relies on, an undeclared version
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def status(self) -> str:
+        """``ok``, ``ok (<notes>)`` or ``broken: <reason>`` — always one line."""
+        if not self.ok:
+            return _one_line(f"broken: {self.error}")
+        return _one_line(f"ok ({'; '.join(self.notes)})") if self.notes else "ok"
+
+    def describe(self) -> str:
+        """One line naming the plugin, where it comes from, and its status."""
+        return f"causalrec plugin {self.stage}.{self.name} ({self.distribution} {self.version}): {self.status}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def api_incompatibility(declared: object, current: str = PLUGIN_API_VERSION) -> str | None:
+    """Why a plugin written for plugin API ``declared`` cannot run on ``current``, or None.
+
+    Semver rule: the same major version, and a minor version the framework already provides
+    (a plugin for 1.3 may use what 1.3 added, so 1.2 cannot run it; 1.0 plugins run on 1.3)."""
+    try:
+        d_major, d_minor = parse_api_version(declared)
+    except ValueError as exc:
+        return f"{exc}"
+    c_major, c_minor = parse_api_version(current)
+    if d_major != c_major:
+        return (
+            f"plugin API major version {d_major} differs from this causalrec's {c_major}; "
+            f"install a release of the plugin built for plugin API {c_major}.x"
+        )
+    if d_minor > c_minor:
+        return f"it needs plugin API {declared}, newer than this causalrec's {current}; upgrade causalrec"
+    return None
+
 
 def is_compatible(declared: str, current: str = PLUGIN_API_VERSION) -> bool:
     """Semver rule: same major version, and a minor version the framework already provides."""
-    try:
-        d_major, d_minor = (int(x) for x in str(declared).split(".")[:2])
-        c_major, c_minor = (int(x) for x in current.split(".")[:2])
-    except ValueError:
-        return False
-    return d_major == c_major and d_minor <= c_minor
+    return api_incompatibility(declared, current) is None
+
+
+def _own_classes(stage: str, cls: type) -> list[type]:
+    """The plugin's classes above the framework's stage base."""
+    return [k for k in cls.__mro__ if k not in STAGE_BASES[stage].__mro__]
+
+
+def deprecation_notes(stage: str, cls: type) -> tuple[str, ...]:
+    """What the plugin class still defines that the plugin API has deprecated for its stage."""
+    own = _own_classes(stage, cls)
+    return tuple(
+        f"deprecated: {d.message()}"
+        for d in plugin_api.DEPRECATIONS
+        if d.stage == stage and d.attribute and any(d.attribute in vars(k) for k in own)
+    )
+
+
+def declares_api_version(stage: str, cls: type) -> bool:
+    """Whether the plugin states its API version (else it inherits the framework's current one,
+    which says nothing about what it was written for)."""
+    return any("api_version" in vars(k) for k in _own_classes(stage, cls))
 
 
 def check_plugin(stage: str, obj: object) -> str | None:
@@ -62,10 +126,11 @@ def check_plugin(stage: str, obj: object) -> str | None:
     if missing:
         return f"{obj.__qualname__} lacks required method(s): {', '.join(missing)}"
     declared = getattr(obj, "api_version", None)
-    if not is_compatible(str(declared)):
+    why = api_incompatibility(declared)
+    if why:
         return (
             f"{obj.__qualname__} targets plugin API {declared}, incompatible with this causalrec's "
-            f"plugin API {PLUGIN_API_VERSION}"
+            f"plugin API {PLUGIN_API_VERSION}: {why}"
         )
     config = getattr(obj, "Config", None)
     if not (inspect.isclass(config) and issubclass(config, PluginConfig)):
@@ -80,12 +145,15 @@ def _load(stage: str, ep: EntryPoint) -> PluginInfo:
     try:
         obj = ep.load()
     except Exception as exc:  # a third party's import error must not take the others down
-        return PluginInfo(**base, error=f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+        return PluginInfo(**base, error=_one_line(f"failed to import {ep.value}: {type(exc).__name__}: {exc}"))
     reason = check_plugin(stage, obj)
     api = str(getattr(obj, "api_version", None))
     if reason:
-        return PluginInfo(**base, api_version=api, error=reason)
-    return PluginInfo(**base, plugin=obj, api_version=api)
+        return PluginInfo(**base, api_version=api, error=_one_line(reason))
+    notes = deprecation_notes(stage, obj)
+    if dist != BUILTIN_DISTRIBUTION and not declares_api_version(stage, obj):
+        notes += (f"api_version not declared, assumed {PLUGIN_API_VERSION}",)
+    return PluginInfo(**base, plugin=obj, api_version=api, notes=notes)
 
 
 @dataclass
@@ -112,7 +180,7 @@ class PluginRegistry:
                         error=f"name {ep.name!r} is already registered by {first.distribution} ({first.target})",
                     )
                 if not info.ok:
-                    log.warning("causalrec plugin %s.%s is broken: %s", stage, ep.name, info.error)
+                    log.warning("%s", info.describe())
                 infos[stage][key] = info
         return cls(infos)
 
@@ -133,6 +201,33 @@ class PluginRegistry:
 
 
 _REGISTRY: PluginRegistry | None = None
+
+# (run id, stage, name) of broken plugins already reported in a run's log by this process.
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def warn_broken(log: Any, stage: str | None = None, registry: PluginRegistry | None = None) -> list[str]:
+    """Warn in ``log`` (a Dagster run's logger) about every broken plugin, of ``stage`` or of all
+    stages: one line per plugin per run (per process), naming the plugin and the reason.
+    Returns the lines written."""
+    registry = registry or get_registry()
+    metadata = getattr(log, "metadata", None)
+    run_id = str(metadata.get("run_id") or "") if isinstance(metadata, dict) else ""
+    lines = []
+    for info in registry.broken():
+        if stage is not None and info.stage != stage:
+            continue
+        key = (run_id, info.stage, info.name)
+        if run_id and key in _WARNED:
+            continue
+        _WARNED.add(key)
+        line = _one_line(
+            f"causalrec plugin {info.stage}.{info.name} ({info.distribution} {info.version}) is broken "
+            f"and was skipped: {info.error}"
+        )
+        log.warning(line)
+        lines.append(line)
+    return lines
 
 
 def get_registry(refresh: bool = False) -> PluginRegistry:

@@ -1,81 +1,469 @@
-"""Debiased relevance for rating data: matrix factorisation trained with inverse-propensity
-weights, item text embeddings as side features (so items without ratings can be ranked).
+"""Debiased relevance: E[outcome | do(shown), user, item] learned from a log whose observed
+pairs were selected, not assigned at random.
 
-Ratings that users chose to give are missing not at random: popular items are rated far more
-often. Each observed rating is weighted by 1 / P(observed | user, item), estimated from how
-often the user rates and how often the item is rated, clipped and self-normalised.
+Ratings that users chose to give are missing not at random: popular items and items a user
+expects to like are rated far more often. The model is a biased matrix factorisation whose
+user and item factors are augmented with side features (user attributes; item attributes and
+text embeddings, so an item nobody rated can still be scored):
+
+    r̂(u, i) = μ + b_u + b_i + w_u·x_u + w_i·x_i + (p_u + A x_u) · (q_i + B x_i)
+
+trained on the observed pairs with one of three losses:
+
+- ``none``: the naive mean squared error over the observed pairs;
+- ``ips``: each pair's error weighted by 1 / P(observed | x), self-normalised (SNIPS);
+- ``dr``: doubly robust joint learning (DR-JL, Wang et al., ICML 2019): an imputation model
+  predicts every pair's error, the prediction loss is the imputed error over *all* pairs plus
+  the propensity-weighted correction on the observed ones, and the two models alternate.
+
+The propensity P(observed | x) is a logistic regression on user and item attributes, their
+pairwise crosses and the log activity of user and item, fitted on the training log only,
+calibrated so its mean equals the observed density, and clipped.
+
+Hyperparameters (L2 strength, number of epochs) are chosen on a validation split *of the
+training log* by the self-normalised IPS estimate of the validation MSE (an estimate of the
+error under random exposure), then the chosen model is refitted on the whole training log.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import polars as pl
 import torch
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+
+from causalrec_assets.contracts import attribute_columns
+
+Weighting = Literal["none", "ips", "dr"]
+WEIGHTINGS: tuple[str, ...] = ("none", "ips", "dr")
 
 
-def observation_propensity(train: pl.DataFrame, n_users: int, n_items: int, clip: float = 0.02) -> np.ndarray:
-    """P(observed) per training row: the product of user and item rating rates, rescaled so
-    the mean matches the observed density."""
-    user_rate = train.group_by("u").len().rename({"len": "nu"})
-    item_rate = train.group_by("i").len().rename({"len": "ni"})
-    joined = train.select("u", "i").join(user_rate, on="u", how="left", maintain_order="left")
-    joined = joined.join(item_rate, on="i", how="left", maintain_order="left")
-    raw = (joined["nu"].to_numpy() / n_items) * (joined["ni"].to_numpy() / n_users)
-    density = train.height / (n_users * n_items)
-    scaled = raw * density / max(raw.mean(), 1e-12)
-    return np.clip(scaled, clip, 1.0)
+# ------------------------------------------------------------------ side features
 
 
 @dataclass
-class WeightedMF:
-    """Biased MF: r̂ = μ + b_u + b_i + p_u · (q_i + W x_i). Parameters in the constructor,
-    learning in ``fit``, like a scikit-learn estimator."""
+class SideFeatures:
+    """Dense per-user and per-item feature matrices, row-aligned with the id indexes."""
+
+    user: np.ndarray  # (n_users, du) float32
+    item: np.ndarray  # (n_items, di) float32
+    user_names: list[str] = field(default_factory=list)
+    item_names: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def empty(n_users: int, n_items: int) -> SideFeatures:
+        return SideFeatures(np.zeros((n_users, 0), np.float32), np.zeros((n_items, 0), np.float32))
+
+
+def attribute_one_hot(
+    frame: pl.DataFrame, max_levels: int = 64, numeric_levels: int = 12, numeric_bins: int = 5
+) -> tuple[np.ndarray, list[str]]:
+    """One-hot columns for every attribute of a users or items table. Numerics with more than
+    ``numeric_levels`` values are quantile-binned; categoricals with more than ``max_levels``
+    levels (ids, zip codes) are left out. Missing values get no column (all zeros)."""
+    blocks, names = [], []
+    for col in attribute_columns(frame):
+        values = frame[col]
+        if values.dtype.is_numeric() and values.n_unique() > numeric_levels:
+            v = values.cast(pl.Float64).to_numpy()
+            edges = np.unique(np.nanquantile(v, np.linspace(0, 1, numeric_bins + 1)[1:-1]))
+            codes = np.where(np.isnan(v), -1, np.searchsorted(edges, v, side="right"))
+            levels = list(range(len(edges) + 1))
+            labels = [f"{col}=q{k}" for k in levels]
+        else:
+            text = values.cast(pl.String)
+            uniques = [x for x in text.unique().sort().to_list() if x is not None]
+            if len(uniques) < 2 or len(uniques) > max_levels:
+                continue
+            index = {x: k for k, x in enumerate(uniques)}
+            codes = np.array([index.get(x, -1) if x is not None else -1 for x in text.to_list()])
+            levels = list(range(len(uniques)))
+            labels = [f"{col}={x}" for x in uniques]
+        block = np.zeros((frame.height, len(levels)), np.float32)
+        ok = codes >= 0
+        block[np.nonzero(ok)[0], codes[ok]] = 1.0
+        blocks.append(block)
+        names += labels
+    if not blocks:
+        return np.zeros((frame.height, 0), np.float32), []
+    return np.hstack(blocks), names
+
+
+def embedding_matrix(ids: pl.DataFrame, embeddings: pl.DataFrame | None, key: str) -> np.ndarray:
+    """Rows of ``embeddings`` aligned with ``ids`` (zeros where an id has none)."""
+    if embeddings is None or embeddings.is_empty() or "embedding" not in embeddings.columns:
+        return np.zeros((ids.height, 0), np.float32)
+    joined = ids.select(key).join(embeddings.select(key, "embedding"), on=key, how="left", maintain_order="left")
+    rows = joined["embedding"].to_list()
+    dim = next((len(v) for v in rows if v is not None), 0)
+    return np.array([v if v is not None else [0.0] * dim for v in rows], dtype=np.float32).reshape(ids.height, dim)
+
+
+def build_side_features(
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+    item_embeddings: pl.DataFrame | None = None,
+    use_attributes: bool = True,
+    use_text: bool = True,
+) -> SideFeatures:
+    """User attributes; item attributes and item text embeddings (rows in table order)."""
+    user_x, user_names = attribute_one_hot(users) if use_attributes else (np.zeros((users.height, 0)), [])
+    item_x, item_names = attribute_one_hot(items) if use_attributes else (np.zeros((items.height, 0)), [])
+    if use_text:
+        emb = embedding_matrix(items, item_embeddings, "item_id")
+        item_x = np.hstack([item_x, emb])
+        item_names = item_names + [f"text_{k}" for k in range(emb.shape[1])]
+    return SideFeatures(user_x.astype(np.float32), item_x.astype(np.float32), user_names, item_names)
+
+
+# --------------------------------------------------------------------- propensity
+
+
+def one_hot_groups(matrix: np.ndarray, names: Sequence[str]) -> list[np.ndarray]:
+    """The attribute one-hot blocks of a side-feature matrix (``attr=level`` columns) as one
+    integer code per row and attribute (-1 where the row has none)."""
+    groups: dict[str, list[int]] = {}
+    for k, name in enumerate(names):
+        if "=" in name:
+            groups.setdefault(name.split("=", 1)[0], []).append(k)
+    codes = []
+    for columns in groups.values():
+        block = matrix[:, columns]
+        codes.append(np.where(block.max(axis=1) > 0, block.argmax(axis=1), -1))
+    return codes
+
+
+@dataclass
+class ObservationPropensity:
+    """P(a pair is observed | user and item attributes, their pairwise crosses, user and item
+    activity): a logistic regression over the universe of pairs (every user x item pair, or
+    the logged pairs when the question is which of them were exposed), calibrated so that its
+    mean over the universe is the observed share, and clipped to [clip, 1]."""
+
+    clip: float = 0.02
+    max_negatives: int = 300_000
+    C: float = 1.0
+    seed: int = 0
+
+    def fit(
+        self, observed_u: np.ndarray, observed_i: np.ndarray, side: SideFeatures, universe: PairUniverse
+    ) -> ObservationPropensity:
+        rng = np.random.default_rng(self.seed)
+        self.user_codes_ = one_hot_groups(side.user, side.user_names)
+        self.item_codes_ = one_hot_groups(side.item, side.item_names)
+        self.user_activity_ = np.log1p(np.bincount(observed_u, minlength=universe.n_users))
+        self.item_activity_ = np.log1p(np.bincount(observed_i, minlength=universe.n_items))
+        obs_key = np.unique(observed_u.astype(np.int64) * universe.n_items + observed_i)
+        su, si = universe.sample(min(self.max_negatives, universe.size), rng)
+        negative = ~np.isin(su.astype(np.int64) * universe.n_items + si, obs_key)
+        u = np.concatenate([observed_u, su[negative]])
+        i = np.concatenate([observed_i, si[negative]])
+        y = np.concatenate([np.ones(observed_u.size), np.zeros(int(negative.sum()))])
+        # Unobserved pairs were subsampled: weight them back up to their share of the universe.
+        n_unobserved = max(universe.size - obs_key.size, 1)
+        weight = np.where(y == 1, 1.0, n_unobserved / max(1, int(negative.sum())))
+        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(self._design(u, i), y, sample_weight=weight)
+        # Calibration in the large: the mean propensity over the universe is the observed share.
+        cu, ci = universe.sample(min(200_000, universe.size), rng)
+        raw = self.model_.predict_proba(self._design(cu, ci))[:, 1]
+        self.scale_ = (observed_u.size / universe.size) / max(float(raw.mean()), 1e-12)
+        return self
+
+    def _design(self, u: np.ndarray, i: np.ndarray) -> sparse.csr_matrix:
+        """Sparse design: user and item one-hots, every user-attribute x item-attribute cross,
+        log activity of user and item."""
+        n = len(u)
+        cols, rows, offset = [], [], 0
+        user_parts = [c[u] for c in self.user_codes_]
+        item_parts = [c[i] for c in self.item_codes_]
+        user_sizes = [int(c.max()) + 1 for c in self.user_codes_]
+        item_sizes = [int(c.max()) + 1 for c in self.item_codes_]
+        for codes, size in zip(user_parts + item_parts, user_sizes + item_sizes, strict=True):
+            ok = codes >= 0
+            rows.append(np.flatnonzero(ok))
+            cols.append(offset + codes[ok])
+            offset += size
+        for cu, nu in zip(user_parts, user_sizes, strict=True):
+            for ci, ni in zip(item_parts, item_sizes, strict=True):
+                ok = (cu >= 0) & (ci >= 0)
+                rows.append(np.flatnonzero(ok))
+                cols.append(offset + cu[ok] * ni + ci[ok])
+                offset += nu * ni
+        data = [np.ones(len(r)) for r in rows]
+        for values in (self.user_activity_[u], self.item_activity_[i]):
+            rows.append(np.arange(n))
+            cols.append(np.full(n, offset))
+            data.append(values)
+            offset += 1
+        return sparse.csr_matrix(
+            (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(n, offset)
+        )
+
+    def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        out = np.empty(len(u))
+        for start in range(0, len(u), 200_000):
+            sl = slice(start, start + 200_000)
+            out[sl] = self.model_.predict_proba(self._design(u[sl], i[sl]))[:, 1]
+        return np.clip(out * self.scale_, self.clip, 1.0)
+
+
+@dataclass
+class PairUniverse:
+    """The pairs a debiased loss averages over: every user x item pair, or an explicit list."""
+
+    n_users: int
+    n_items: int
+    pairs: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.n_users * self.n_items if self.pairs is None else len(self.pairs[0])
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if self.pairs is not None:
+            k = rng.choice(self.size, size=n, replace=n > self.size)
+            return self.pairs[0][k], self.pairs[1][k]
+        if n >= self.size:
+            return np.repeat(np.arange(self.n_users), self.n_items), np.tile(np.arange(self.n_items), self.n_users)
+        flat = rng.choice(self.size, size=n, replace=False)
+        return flat // self.n_items, flat % self.n_items
+
+
+# ---------------------------------------------------------------------------- model
+
+
+@contextmanager
+def torch_threads(rows: int) -> Iterator[None]:
+    """One intra-op thread for these small full-batch models: more threads only contend (on a
+    busy 2-core machine a Coat fit is 15x slower with 2 threads than with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if rows < 2_000_000 else before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Factors(torch.nn.Module):
+    """The biased MF with side features; item and user vectors are computed once per step."""
+
+    def __init__(self, n_users: int, n_items: int, side: SideFeatures, dim: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.register_buffer("xu", torch.tensor(side.user, dtype=torch.float32))
+        self.register_buffer("xi", torch.tensor(side.item, dtype=torch.float32))
+        du, di = side.user.shape[1], side.item.shape[1]
+        init = lambda *shape: torch.nn.Parameter(0.05 * torch.randn(*shape, generator=generator))  # noqa: E731
+        self.bu = torch.nn.Parameter(torch.zeros(n_users))
+        self.bi = torch.nn.Parameter(torch.zeros(n_items))
+        self.P, self.Q = init(n_users, dim), init(n_items, dim)
+        self.A, self.B = init(du, dim), init(di, dim)
+        self.wu, self.wi = torch.nn.Parameter(torch.zeros(du)), torch.nn.Parameter(torch.zeros(di))
+        self.mu = 0.0
+
+    def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        users = self.P + self.xu @ self.A
+        items = self.Q + self.xi @ self.B
+        user_lin, item_lin = self.xu @ self.wu, self.xi @ self.wi
+        return self.mu + self.bu[u] + self.bi[i] + user_lin[u] + item_lin[i] + (users[u] * items[i]).sum(1)
+
+    def penalty(self, u: torch.Tensor, i: torch.Tensor, weight_decay: float, side_decay: float) -> torch.Tensor:
+        ids = (self.P[u] ** 2).sum(1).mean() + (self.Q[i] ** 2).sum(1).mean()
+        ids = ids + 0.1 * ((self.bu[u] ** 2).mean() + (self.bi[i] ** 2).mean())
+        side = (self.A**2).sum() + (self.B**2).sum() + (self.wu**2).sum() + (self.wi**2).sum()
+        return weight_decay * ids + side_decay * side
+
+
+@dataclass
+class DebiasedMF:
+    """Biased MF with side features trained by a naive, IPS or DR-JL loss (see the module
+    docstring). Parameters in the constructor, learning in ``fit``, like scikit-learn."""
 
     dim: int = 16
     epochs: int = 300
     lr: float = 0.03
-    weight_decay: float = 0.05
+    weight_decay: float = 0.2
+    side_decay: float = 0.01
+    weighting: Weighting = "ips"
     seed: int = 0
+    eval_every: int = 10
+    flat_tolerance: float = 0.005
+    dr_sample: int = 50_000
 
     def fit(
-        self, u: np.ndarray, i: np.ndarray, r: np.ndarray, w: np.ndarray, n_users: int, item_side: np.ndarray
-    ) -> WeightedMF:
+        self,
+        u: np.ndarray,
+        i: np.ndarray,
+        r: np.ndarray,
+        side: SideFeatures,
+        universe: PairUniverse,
+        propensity: np.ndarray | None = None,
+        valid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> DebiasedMF:
+        """``propensity``: P(observed) of each training row (needed by ``ips`` and ``dr``; the
+        DR direct term averages over pairs sampled uniformly from ``universe``); ``valid``:
+        (u, i, r, weight) rows whose weighted MSE is tracked; the best epoch's parameters are
+        kept."""
+        with torch_threads(len(r)):
+            return self._fit(u, i, r, side, universe, propensity, valid, log)
+
+    def _fit(self, u, i, r, side, universe, propensity, valid, log) -> DebiasedMF:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.weighting != "none" and propensity is None:
+            raise ValueError(f"weighting={self.weighting!r} needs the propensity of every training row")
         torch.manual_seed(self.seed)
-        self.mu_ = float(np.average(r, weights=w))
-        self.side_ = torch.tensor(item_side, dtype=torch.float32)
-        n_items = item_side.shape[0]
-        self.bu_ = torch.zeros(n_users, requires_grad=True)
-        self.bi_ = torch.zeros(n_items, requires_grad=True)
-        self.P_ = (0.05 * torch.randn(n_users, self.dim)).requires_grad_()
-        self.Q_ = (0.05 * torch.randn(n_items, self.dim)).requires_grad_()
-        self.W_ = (0.05 * torch.randn(item_side.shape[1], self.dim)).requires_grad_()
-        self.Wb_ = torch.zeros(item_side.shape[1], requires_grad=True)
-        params = [self.bu_, self.bi_, self.P_, self.Q_, self.W_, self.Wb_]
-        opt = torch.optim.Adam(params, lr=self.lr)
-        ut, it = torch.tensor(u), torch.tensor(i)
-        rt = torch.tensor(r, dtype=torch.float32)
-        wt = torch.tensor(w / w.mean(), dtype=torch.float32)
-        for _ in range(self.epochs):
+        gen = torch.Generator().manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        n_users, n_items = universe.n_users, universe.n_items
+        self.model_ = _Factors(n_users, n_items, side, self.dim, gen)
+        w = np.ones(len(r)) if self.weighting == "none" else 1.0 / np.asarray(propensity)
+        self.model_.mu = float(np.average(r, weights=w))
+        ut, it = torch.tensor(np.asarray(u, dtype=np.int64)), torch.tensor(np.asarray(i, dtype=np.int64))
+        rt = torch.tensor(np.asarray(r, dtype=np.float32))
+        wt = torch.as_tensor(w / w.mean(), dtype=torch.float32)
+        opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
+        if self.weighting == "dr":
+            imputer = _Factors(n_users, n_items, side, self.dim, gen)
+            imputer.mu = self.model_.mu
+            imp_opt = torch.optim.Adam(imputer.parameters(), lr=self.lr)
+            inv_p = torch.as_tensor(1.0 / np.asarray(propensity), dtype=torch.float32)
+        self.seen_users_ = np.bincount(u, minlength=n_users) > 0
+        self.seen_items_ = np.bincount(i, minlength=n_items) > 0
+        self.history_: list[tuple[int, float]] = []
+        best_loss, best_state, self.best_epoch_ = math.inf, None, self.epochs
+        for epoch in range(1, self.epochs + 1):
             opt.zero_grad()
-            pred = self._predict(ut, it)
-            loss = (wt * (pred - rt) ** 2).mean()
-            reg = self.weight_decay * (
-                (self.P_[ut] ** 2).sum(1).mean()
-                + (self.Q_[it] ** 2).sum(1).mean()
-                + 0.1 * (self.bu_[ut] ** 2).mean()
-                + 0.1 * (self.bi_[it] ** 2).mean()
-                + (self.W_**2).sum() / max(len(r), 1) * 10
-            )
-            (loss + reg).backward()
+            pred = self.model_(ut, it)
+            if self.weighting == "dr":
+                su, si = universe.sample(min(self.dr_sample, universe.size), rng)
+                sut, sit = torch.tensor(su, dtype=torch.long), torch.tensor(si, dtype=torch.long)
+                with torch.no_grad():
+                    imp_all, imp_obs = imputer(sut, sit), imputer(ut, it)
+                e_hat_all = (self.model_(sut, sit) - imp_all) ** 2
+                e_obs, e_hat_obs = (pred - rt) ** 2, (pred - imp_obs) ** 2
+                loss = e_hat_all.mean() + ((e_obs - e_hat_obs) * inv_p).sum() / universe.size
+            else:
+                loss = (wt * (pred - rt) ** 2).mean()
+            (loss + self.model_.penalty(ut, it, self.weight_decay, self.side_decay)).backward()
             opt.step()
+            if self.weighting == "dr":
+                imp_opt.zero_grad()
+                with torch.no_grad():
+                    pred = self.model_(ut, it)
+                e_obs, e_hat_obs = (pred - rt) ** 2, (pred - imputer(ut, it)) ** 2
+                imp_loss = (inv_p * (e_obs - e_hat_obs) ** 2).mean() / inv_p.mean()
+                (imp_loss + imputer.penalty(ut, it, self.weight_decay, self.side_decay)).backward()
+                imp_opt.step()
+            if valid is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
+                loss_v = weighted_mse(self.predict(valid[0], valid[1]), valid[2], valid[3])
+                self.history_.append((epoch, loss_v))
+                # Keep the longest training whose loss is within a hair of the best: on a flat
+                # curve the minimum's position is noise, and stopping early on it costs more.
+                if loss_v < best_loss * (1 + self.flat_tolerance):
+                    best_loss, self.best_epoch_ = min(loss_v, best_loss), epoch
+                    best_state = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
+        if best_state is not None:
+            self.model_.load_state_dict(best_state)
+        self.valid_loss_ = min((v for _, v in self.history_), default=math.inf)
+        if log is not None and valid is not None:
+            log(
+                f"DebiasedMF({self.weighting}, wd={self.weight_decay}): valid loss {best_loss:.4f} @ {self.best_epoch_}"
+            )
         return self
 
-    def _predict(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-        item_vec = self.Q_[i] + self.side_[i] @ self.W_
-        return self.mu_ + self.bu_[u] + self.bi_[i] + self.side_[i] @ self.Wb_ + (self.P_[u] * item_vec).sum(1)
-
     def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self._predict(torch.tensor(u), torch.tensor(i)).numpy()
+        """Scores for index pairs; users or items without training rows get their side-feature
+        part only (their id factors were never trained)."""
+        m = self.model_
+        with torch.no_grad(), torch_threads(len(u)):
+            P = torch.where(torch.as_tensor(self.seen_users_)[:, None], m.P, torch.zeros_like(m.P))
+            Q = torch.where(torch.as_tensor(self.seen_items_)[:, None], m.Q, torch.zeros_like(m.Q))
+            users, items = P + m.xu @ m.A, Q + m.xi @ m.B
+            user_lin, item_lin = m.xu @ m.wu, m.xi @ m.wi
+            out = np.empty(len(u), dtype=np.float64)
+            for start in range(0, len(u), 500_000):
+                uu = torch.tensor(np.asarray(u[start : start + 500_000], dtype=np.int64))
+                ii = torch.tensor(np.asarray(i[start : start + 500_000], dtype=np.int64))
+                s = m.mu + m.bu[uu] + m.bi[ii] + user_lin[uu] + item_lin[ii] + (users[uu] * items[ii]).sum(1)
+                out[start : start + len(uu)] = s.numpy()
+        return out
+
+
+def weighted_mse(pred: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Self-normalised weighted MSE: with w = 1 / P(observed) an estimate of the error over
+    every pair, not just the ones users chose."""
+    return float(np.sum(w * (pred - y) ** 2) / max(np.sum(w), 1e-12))
+
+
+# ----------------------------------------------------------------- model selection
+
+
+def validation_split(u: np.ndarray, share: float, rng: np.random.Generator, min_rows: int = 3) -> np.ndarray:
+    """A boolean mask of held-out rows: ``share`` of each user's rows (users with fewer than
+    ``min_rows`` rows keep all of theirs for fitting)."""
+    mask = np.zeros(len(u), dtype=bool)
+    order = np.argsort(u, kind="stable")
+    bounds = np.flatnonzero(np.diff(u[order])) + 1
+    for group in np.split(order, bounds):
+        if len(group) >= min_rows:
+            k = max(1, int(round(share * len(group))))
+            mask[rng.choice(group, size=min(k, len(group) - 1), replace=False)] = True
+    return mask
+
+
+@dataclass
+class Selection:
+    """The chosen hyperparameters and the validation loss of every candidate."""
+
+    weight_decay: float
+    epochs: int
+    table: pl.DataFrame
+
+
+def select_and_fit(
+    make: Callable[..., DebiasedMF],
+    grid: Sequence[float],
+    u: np.ndarray,
+    i: np.ndarray,
+    r: np.ndarray,
+    side: SideFeatures,
+    universe: PairUniverse,
+    propensity: np.ndarray,
+    valid_share: float = 0.15,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> tuple[DebiasedMF, Selection]:
+    """Fit each L2 strength of ``grid`` on the training log minus a validation split, pick the
+    (strength, epochs) with the lowest IPS-weighted validation MSE, refit on every row."""
+    valid = validation_split(u, valid_share, np.random.default_rng(seed))
+    weights = 1.0 / propensity
+    rows = []
+    if valid.any() and len(grid) > 1:
+        held_out = (u[valid], i[valid], r[valid], weights[valid])
+        for wd in grid:
+            model = make(weight_decay=wd).fit(
+                u[~valid],
+                i[~valid],
+                r[~valid],
+                side,
+                universe,
+                propensity[~valid],
+                valid=held_out,
+                log=log,
+            )
+            rows.append((wd, model.best_epoch_, model.valid_loss_))
+        best = min(rows, key=lambda row: row[2])
+        wd, epochs = best[0], best[1]
+    else:
+        wd, epochs = grid[0], make().epochs
+    final = make(weight_decay=wd, epochs=epochs).fit(u, i, r, side, universe, propensity, log=log)
+    table = pl.DataFrame(rows, schema=["weight_decay", "best_epoch", "valid_ips_mse"], orient="row")
+    return final, Selection(weight_decay=wd, epochs=epochs, table=table)

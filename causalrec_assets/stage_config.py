@@ -16,7 +16,7 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from causalrec_assets.plugin_api import Plugin, PluginContext
-from causalrec_assets.registry import RESERVED_NAMES, PluginError, get_registry
+from causalrec_assets.registry import RESERVED_NAMES, PluginError, get_registry, warn_broken
 
 DEFAULT_PLUGINS: dict[str, str] = {
     "ingest": "auto",
@@ -59,8 +59,7 @@ def plugin_from_config(stage: str, config: dg.Config, log: Any = None) -> Plugin
     """Instantiate the plugin the config names, with its section of the config."""
     registry = get_registry()
     if log is not None:
-        for info in registry.broken():
-            log.warning(f"causalrec plugin {info.stage}.{info.name} is broken and was skipped: {info.error}")
+        warn_broken(log, stage, registry)
     name = config.plugin  # type: ignore[attr-defined]
     if stage == "ingest" and name == "auto":
         return auto_ingest_plugin(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +71,24 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache() -> Path:
+    """The session's CAUSALREC_CACHE (conftest): the MiniLM export and its int8 graph are built
+    once and shared with the pipeline tests."""
+    return Path(os.environ["CAUSALREC_CACHE"])
 
 
 @pytest.fixture(scope="session")
 def minilm(cache) -> OnnxEncoderEmbed:
+    """The default configuration (precision auto: int8 on CPU where it passes the floor)."""
     plugin = OnnxEncoderEmbed()
     plugin.embed(["warm up"], PluginContext(cache_dir=cache))  # the one MiniLM export of the session
+    return plugin
+
+
+@pytest.fixture(scope="session")
+def minilm_fp32(cache) -> OnnxEncoderEmbed:
+    plugin = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(precision="fp32"))
+    plugin.embed(["warm up"], PluginContext(cache_dir=cache))
     return plugin
 
 
@@ -86,30 +97,52 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_tiny_bert_matches_pytorch(tiny_bert, tmp_path):
-    plugin = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(model=str(tiny_bert), batch_size=3))
+    plugin = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(model=str(tiny_bert), batch_size=3, precision="fp32"))
     got = plugin.embed(TEXTS, PluginContext(cache_dir=tmp_path))
     assert got.dtype == np.float32 and got.shape == (len(TEXTS), 32)
     assert _cos(got, _reference(tiny_bert, TEXTS)).min() > 0.9999
 
 
 def test_tiny_bert_cls_pooling(tiny_bert, tmp_path):
-    plugin = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(model=str(tiny_bert), pooling="cls"))
+    plugin = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(model=str(tiny_bert), pooling="cls", precision="fp32"))
     got = plugin.embed(TEXTS, PluginContext(cache_dir=tmp_path))
     assert _cos(got, _reference(tiny_bert, TEXTS, pooling="cls")).min() > 0.9999
 
 
-def test_minilm_matches_pytorch(minilm, cache):
-    texts = [
-        "A thrilling space adventure.",
-        "Red running shoes, size 42",
-        "Cheap kitchen knife set",
-        "The quick brown fox jumps over the lazy dog.",
-        "romantic comedy set in Paris",
-    ]
-    got = minilm.embed(texts, PluginContext(cache_dir=cache))
-    assert got.shape == (len(texts), 384)
+MINILM_TEXTS = [
+    "A thrilling space adventure.",
+    "Red running shoes, size 42",
+    "Cheap kitchen knife set",
+    "The quick brown fox jumps over the lazy dog.",
+    "romantic comedy set in Paris",
+    "Toy Story (1995). Genres: Animation, Children's, Comedy",
+    "Returns the number of elements; raises ValueError when the list is empty.",
+    "这款手机的电池续航时间很长",
+    "كتاب عن تاريخ العلوم",
+    "🎬🍿 great movie!! 👍",
+    "Portable electric ukulele for live performance",
+    "The committee postponed the vote until the budget figures are confirmed by the auditors next spring.",
+]
+
+
+def test_minilm_fp32_matches_pytorch(minilm_fp32, cache):
+    got = minilm_fp32.embed(MINILM_TEXTS, PluginContext(cache_dir=cache))
+    assert got.shape == (len(MINILM_TEXTS), 384)
     _, model_dir = resolve_model("all-MiniLM-L6-v2")
-    assert _cos(got, _reference(model_dir, texts)).min() > 0.999
+    assert _cos(got, _reference(model_dir, MINILM_TEXTS)).min() > 0.999
+    assert minilm_fp32.describe_runtime()["precision"] == "fp32"
+
+
+def test_minilm_default_precision_meets_the_floor(minilm, cache):
+    """The default (auto) is int8 on a CPU, and holds mean >= 0.99, min >= 0.97 to PyTorch."""
+    got = minilm.embed(MINILM_TEXTS, PluginContext(cache_dir=cache))
+    _, model_dir = resolve_model("all-MiniLM-L6-v2")
+    cos = _cos(got, _reference(model_dir, MINILM_TEXTS))
+    assert cos.mean() >= 0.99 and cos.min() >= 0.97, cos
+    facts = minilm.describe_runtime()
+    if not onnx_runtime.cuda_device_present():
+        assert facts["precision"] == "int8" and facts["onnx_path"].endswith(".onnx")
+        assert facts["probe_min_cosine_to_fp32"] >= 0.98
 
 
 def test_export_cache_reuses_and_rekeys(tiny_bert, tmp_path):
@@ -128,21 +161,25 @@ def test_model_key_stable_and_sensitive(tiny_bert):
     def key(**kw) -> str:
         return OnnxEncoderEmbed(OnnxEncoderEmbed.Config(model=str(tiny_bert), **kw)).model_key()
 
-    assert key() == key() == key(batch_size=7, prefer_gpu=False)
-    assert len({key(), key(pooling="cls"), key(max_length=32), key(normalize=False)}) == 4
+    assert key() == key() == key(batch_size=7, threads=1)
+    variants = [key(), key(pooling="cls"), key(max_length=32), key(normalize=False), key(precision="fp32")]
+    assert len(set(variants)) == len(variants)
+    with pytest.raises(ValueError, match="precision"):
+        key(precision="int4")
     assert OnnxEncoderEmbed().model_key().startswith("all-MiniLM-L6-v2-")
 
 
 def test_ready_onnx_file(tiny_bert, tmp_path):
     path = onnx_export.export_encoder(tiny_bert, tmp_path)
     (path.parent / "tokenizer.json").write_bytes((tiny_bert / "tokenizer.json").read_bytes())
-    plugin = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(model=str(path)))
+    plugin = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(model=str(path), precision="fp32"))
     got = plugin.embed(TEXTS, PluginContext(cache_dir=tmp_path))
     assert _cos(got, _reference(tiny_bert, TEXTS)).min() > 0.9999
-    assert plugin.describe_runtime()["onnx_path"] == str(path)
+    used = Path(plugin.describe_runtime()["onnx_path"])  # the file's fused fp32 variant, cached
+    assert used.name.startswith(onnx_export.file_identity(path)) and used.is_file()
 
 
-def test_edge_texts_and_bucketing(minilm, cache):
+def test_edge_texts_and_bucketing(minilm, minilm_fp32, cache):
     ctx = PluginContext(cache_dir=cache)
     edge = [
         "",
@@ -150,6 +187,7 @@ def test_edge_texts_and_bucketing(minilm, cache):
         "推荐系统的因果推断",
         "نظام التوصية السببي",
         "🎬🍿 great movie!! 👍",
+        None,
     ]
     vectors = minilm.embed(edge, ctx)
     assert vectors.shape == (len(edge), 384) and np.isfinite(vectors).all()
@@ -157,8 +195,9 @@ def test_edge_texts_and_bucketing(minilm, cache):
     assert minilm.embed([], ctx).shape == (0, 384)
 
     mixed = edge + [" ".join(["item"] * n) + f" number {n}" for n in (1, 30, 3, 90, 7, 12, 2, 45)]
-    batched = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(batch_size=4)).embed(mixed, ctx)
-    single = np.concatenate([minilm.embed([t], ctx) for t in mixed])
+    np.testing.assert_allclose(vectors[-1], vectors[0], atol=1e-6)  # None embeds as ""
+    batched = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(batch_size=4, precision="fp32")).embed(mixed, ctx)
+    single = np.concatenate([minilm_fp32.embed([t], ctx) for t in mixed])
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from dagster._core.definitions.partitions.context import partition_loading_context
 
 from causalrec_assets.definitions import INGESTED, build_definitions
 from causalrec_assets.partitions import day_column, interaction_days
@@ -61,24 +62,33 @@ def test_new_day_refreshes_only_its_partition_and_downstream(daily, small_world)
     sensor = defs.get_sensor_def("causalrec_dataset_changed")
     downstream = {k.to_user_string() for a in defs.assets for k in a.keys} - INGESTED
 
-    with dg.instance_for_test() as instance:
-        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
-        for request in first.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    with dg.instance_for_test() as instance, partition_loading_context(dynamic_partitions_store=instance):
+        ctx = dict(instance=instance, repository_def=defs.get_repository_def())
+
+        def tick_and_add(cursor):
+            """One tick that adds the new days' partitions, then the tick that runs them."""
+            added = sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, **ctx))
+            assert added.run_requests == []
+            for request in added.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            return [list(r.partition_keys) for r in added.dynamic_partitions_requests], sensor.evaluate_tick(
+                dg.build_sensor_context(cursor=cursor, **ctx)
+            )
+
+        added, first = tick_and_add(None)
+        assert added == [days[:-1]]
         assert sorted(instance.get_dynamic_partitions(interaction_days.name)) == days[:-1]
         assert len(first.run_requests) == 1  # every existing day in one single-run backfill, with the tables
         bootstrap = _materialized(_run(job, instance, first.run_requests[0]))
         assert bootstrap["interactions"] == set(days[:-1])
         assert {"users", "items"} <= set(bootstrap) and downstream <= set(bootstrap)
 
-        quiet = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        quiet = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, **ctx))
         assert quiet.run_requests == []
 
         _write_days(data, small_world.interactions, days[-1:])  # a new day of interactions lands
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-        assert [list(r.partition_keys) for r in tick.dynamic_partitions_requests] == [days[-1:]]
-        for request in tick.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        added, tick = tick_and_add(first.cursor)
+        assert added == [days[-1:]]
         assert len(tick.run_requests) == 1 and tick.run_requests[0].partition_key == days[-1]
 
         refresh = _materialized(_run(job, instance, tick.run_requests[0]))
@@ -88,27 +98,3 @@ def test_new_day_refreshes_only_its_partition_and_downstream(daily, small_world)
     train_rows = small_world.interactions.filter(pl.col("split") == "train").height
     stored = pl.read_parquet(Path(data.parent / "storage") / "causal_variables.parquet")
     assert stored.height == train_rows  # downstream read every day's partition
-
-
-def test_backfill_of_a_partition_range_from_the_cli(daily, small_world, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    data, days = daily
-    _write_days(data, small_world.interactions, days)
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home))) as instance:
-        instance.add_dynamic_partitions(interaction_days.name, days)
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    proc = subprocess.run(
-        [dagster, "asset", "materialize", "-m", "causalrec_assets", "--select", "interactions",
-         "--partition-range", f"{days[0]}...{days[2]}"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    stored = sorted(p.stem for p in (tmp_path / "storage" / "interactions").iterdir())
-    assert stored == days[:3]

@@ -192,7 +192,7 @@ def test_built_in_plugins_stay_ok_alongside_broken_ones(fake_registry: PluginReg
     ranking = fake_registry.available("ranking")
     assert ranking["causal"] is CausalRanking
     assert ranking["popularity"] is PopularityRanking
-    assert set(ranking) == {"causal", "popularity", "fake_good"}
+    assert set(ranking) == {"causal", "popularity", "uplift", "relevance", "fake_good"}
     for stage, name in [
         ("ingest", "simulator"),
         ("ingest", "canonical"),
@@ -235,7 +235,7 @@ def test_get_unknown_plugin_lists_the_installed_ones(fake_registry: PluginRegist
 def test_discovery_without_the_fake_distribution_is_clean() -> None:
     registry = PluginRegistry.discover()
     assert registry.broken() == []
-    assert set(registry.available("ranking")) == {"causal", "popularity"}
+    assert set(registry.available("ranking")) == {"causal", "popularity", "uplift", "relevance"}
 
 
 # ---------------------------------------------------------------- versioning
@@ -276,7 +276,7 @@ def test_stage_config_class_has_plugin_field_and_a_section_per_plugin() -> None:
     assert "popularity" in (fields["plugin"].description or "")
     for name, plugin in get_registry().available("ranking").items():
         assert fields[name].annotation is plugin.Config
-    assert set(fields) == {"plugin", "causal", "popularity"}
+    assert set(fields) == {"plugin", "causal", "popularity", "uplift", "relevance"}
 
 
 def test_plugin_from_config_picks_the_named_plugin_with_its_parameters() -> None:
@@ -315,7 +315,7 @@ def test_stage_config_offers_third_party_plugins_and_skips_broken_ones(
     monkeypatch.setattr(registry_module, "_REGISTRY", fake_registry)
     config_cls = stage_config_class("ranking")
     fields = config_cls.model_fields
-    assert set(fields) == {"plugin", "causal", "popularity", "fake_good"}
+    assert set(fields) == {"plugin", "causal", "popularity", "uplift", "relevance", "fake_good"}
     assert "Ranks by nothing in particular." in (fields["fake_good"].description or "")
 
     plugin = plugin_from_config("ranking", config_cls(plugin="fake_good", fake_good={"depth": 7}))

@@ -1,5 +1,13 @@
-"""The embed stage: item text embeddings and the user profiles derived from them."""
+"""The embed stage: item text embeddings and the user profiles derived from them.
 
+``item_embeddings`` is incremental: vectors live in a content-addressed store under
+``CAUSALREC_CACHE`` keyed by (text, model key), so a re-materialization embeds only new or
+changed texts. ``embed_shards_job`` splits the embedding of a large catalogue into hash
+partitions (``CAUSALREC_EMBED_SHARDS``, default 8) that a backfill spreads over workers;
+each fills the store, after which ``item_embeddings`` only assembles.
+"""
+
+import os
 import time
 
 import dagster as dg
@@ -9,30 +17,40 @@ from causalrec_assets import embeddings as emb
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_resources.storage import storage_dir
 
 EmbedStageConfig = stage_config_class("embed")
+EMBED_SHARDS = max(1, int(os.environ.get("CAUSALREC_EMBED_SHARDS", "8") or 8))
+shard_partitions = dg.StaticPartitionsDefinition([str(i) for i in range(EMBED_SHARDS)])
+
+
+def _runtime_metadata(plugin) -> dict[str, str]:
+    return {k: str(v) for k, v in plugin.describe_runtime().items()}
 
 
 @dg.asset(group_name="embed", owners=OWNERS, compute_kind="onnxruntime")
 def item_embeddings(context: dg.AssetExecutionContext, config: EmbedStageConfig, items: pl.DataFrame):  # type: ignore[valid-type]
     """Item text embedded by the embed plugin (items without text: their attributes, see
-    ``embeddings.item_texts``)."""
+    ``embeddings.item_texts``); only texts not embedded before under this model key are computed."""
     plugin = plugin_from_config("embed", config, context.log)
-    start = time.perf_counter()
+    ctx = plugin_context(context)
     texts = emb.item_texts(items)
-    vectors = plugin.embed(texts, plugin_context(context))  # type: ignore[attr-defined]
-    seconds = time.perf_counter() - start
-    frame = emb.embedding_frame(items["item_id"], texts, vectors, plugin.model_key())  # type: ignore[attr-defined]
-    runtime = {k: str(v) for k, v in plugin.describe_runtime().items()}  # type: ignore[attr-defined]
+    frame, stats = emb.embed_incremental(plugin, items["item_id"], texts, ctx, ctx.cache_dir)
+    context.log.info(
+        "item_embeddings: %d computed, %d reused (%d items) in %.1f s",
+        stats.computed,
+        stats.reused,
+        stats.items,
+        stats.seconds,
+    )
     return dg.Output(
         frame,
         metadata={
             "dagster/row_count": frame.height,
-            "dimension": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
-            "seconds": round(seconds, 3),
-            "texts_per_second": round(len(texts) / max(seconds, 1e-9), 1),
+            "dimension": int(frame.schema["embedding"].size) if frame.height else 0,
             "items_without_text": emb.count_missing_text(items),
-            **runtime,
+            **stats.metadata(),
+            **_runtime_metadata(plugin),
         },
     )
 
@@ -42,3 +60,42 @@ def user_embeddings(interactions: pl.DataFrame, item_embeddings: pl.DataFrame) -
     """Each user's mean item embedding over what they engaged with in the training log."""
     frame, engaged_users = emb.user_profiles(train_rows(interactions), item_embeddings)
     return dg.Output(frame, metadata={"dagster/row_count": frame.height, "users_with_engagement": engaged_users})
+
+
+def stored_items() -> pl.DataFrame:
+    """The last materialized ``items`` (``<storage>/items.parquet``, DESIGN.md's layout)."""
+    path = storage_dir() / "items.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: materialize the `items` asset before embed_shards_job")
+    return pl.read_parquet(path)
+
+
+@dg.op(out=dg.Out(dg.Nothing))
+def embed_shard(context: dg.OpExecutionContext, config: EmbedStageConfig) -> None:  # type: ignore[valid-type]
+    """Embed the items of one hash partition into the store (``item_embeddings`` then reuses them)."""
+    started = time.perf_counter()
+    items = stored_items()
+    plugin = plugin_from_config("embed", config, context.log)
+    ctx = plugin_context(context)
+    texts = emb.item_texts(items)
+    hashes = pl.Series([emb.text_hash(t, plugin.model_key()) for t in texts], dtype=pl.String)  # type: ignore[attr-defined]
+    mine = (emb.shard_of(hashes, EMBED_SHARDS) == int(context.partition_key)).to_numpy()
+    part = items.filter(pl.Series(mine))
+    _, stats = emb.embed_incremental(
+        plugin, part["item_id"], [t for t, m in zip(texts, mine, strict=True) if m], ctx, ctx.cache_dir
+    )
+    context.log.info(
+        "shard %s/%d: %d items, %d computed, %d reused, %.0f texts/s, %.1f s",
+        context.partition_key,
+        EMBED_SHARDS,
+        stats.items,
+        stats.computed,
+        stats.reused,
+        stats.metadata()["texts_per_second"],
+        time.perf_counter() - started,
+    )
+
+
+@dg.job(partitions_def=shard_partitions, description="Embed item texts into the store, one hash shard per partition.")
+def embed_shards_job():
+    embed_shard()

@@ -1,5 +1,6 @@
 """The ranking stage: recommendations and test-slice scores, and their evaluation."""
 
+import base64
 import time
 
 import dagster as dg
@@ -8,7 +9,7 @@ import polars as pl
 from causalrec_assets import metadata as md
 from causalrec_assets.bayesnet import frame_to_network
 from causalrec_assets.contracts import train_rows, with_default_split
-from causalrec_assets.evaluation import evaluate
+from causalrec_assets.evaluation import evaluate, evaluation_plot
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import RankingInputs
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
@@ -80,7 +81,15 @@ def ranking(
 
 @dg.asset(group_name="ranking", owners=OWNERS)
 def evaluation(interactions: pl.DataFrame, test_scores: pl.DataFrame) -> dg.Output:
-    """Ranking quality on the randomized test slice (when the data has one)."""
-    table = evaluate(with_default_split(interactions), test_scores)
-    meta = {f"{r['metric']}": float(r["value"]) for r in table.iter_rows(named=True) if r["value"] is not None}
-    return dg.Output(table, metadata={**meta, "table": md.markdown(table)})
+    """Ranking quality on the randomized test slice (when the data has one): AUC, NDCG@5 and
+    recall@5 at each relevance threshold and convention, MSE/MAE, AUUC and Qini."""
+    interactions = with_default_split(interactions)
+    table = evaluate(interactions, test_scores)
+    meta: dict = {r["metric"]: float(r["value"]) for r in table.iter_rows(named=True) if r["value"] is not None}
+    meta["table"] = md.markdown(table, rows=60)
+    picture = evaluation_plot(interactions, test_scores, table)
+    if picture is not None:
+        meta["plot"] = dg.MetadataValue.md(f"![evaluation](data:image/png;base64,{base64.b64encode(picture).decode()})")
+    else:
+        meta["note"] = "no split = test rows: nothing to evaluate on"
+    return dg.Output(table, metadata=meta)

@@ -8,14 +8,26 @@ import polars as pl
 from causalrec_assets import metadata as md
 from causalrec_assets.bayesnet import adjustment_set, cpds_to_frame, fit_network
 from causalrec_assets.contracts import train_rows
+from causalrec_assets.graph_picture import causal_paths, graph_picture
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import Knowledge
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.topics import item_topics as cluster_topics
-from causalrec_assets.variables import OUTCOME, TREATMENT, VariableEncoder
+from causalrec_assets.variables import AFFINITY, OUTCOME, TREATMENT, VariableEncoder
+from causalrec_plugins.structure.knowledge import combine
+from causalrec_plugins.structure.stability import edge_stability
 from causalrec_resources.variables import CausalVariablesResource
 
 StructureStageConfig = stage_config_class("structure")
+
+# Bootstrap settings for a structure plugin whose config does not carry them.
+STABILITY_DEFAULTS = {
+    "bootstrap": 20,
+    "unstable_below": 0.6,
+    "n_jobs": 2,
+    "resampling": "subsample",
+    "subsample_fraction": 0.5,
+}
 
 
 @dg.asset(group_name="structure", owners=OWNERS, compute_kind="scikit-learn")
@@ -40,28 +52,53 @@ def causal_variables(
     items: pl.DataFrame,
     interactions: pl.DataFrame,
     item_topics: pl.DataFrame,
+    item_embeddings: pl.DataFrame,
 ) -> dg.Output:
-    """One discrete row per training pair: attributes, derived variables, exposure, outcome."""
+    """One discrete row per training pair: attributes, derived variables (topic, popularity,
+    leave-one-out affinity), exposure, outcome."""
     train = train_rows(interactions)
     encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
-        users, items, train, item_topics
+        users, items, train, item_topics, item_embeddings=item_embeddings
     )
     table = encoder.transform(train)
-    return dg.Output(
-        table,
-        metadata={
-            "dagster/row_count": table.height,
-            "variables": ", ".join(table.columns),
-            "left_out": md.markdown_dict(encoder.skipped) if encoder.skipped else "none",
-            "outcome_threshold": encoder.outcome_threshold,
-        },
-    )
+    meta = {
+        "dagster/row_count": table.height,
+        "variables": ", ".join(table.columns),
+        "left_out": md.markdown_dict(encoder.skipped) if encoder.skipped else "none",
+        "outcome_threshold": encoder.outcome_threshold,
+    }
+    if AFFINITY in table.columns:
+        meta["affinity_levels"] = md.markdown(table.group_by(AFFINITY).len().sort(AFFINITY))
+    return dg.Output(table, metadata=meta)
+
+
+def stage_knowledge(variables: pl.DataFrame) -> Knowledge:
+    """What the stage knows about every causal table: attributes and derived variables come
+    before exposure, exposure before outcome, and nothing causes an attribute.
+
+    ``exposure → outcome`` is required (when both vary): it is the effect the pipeline
+    estimates, and leaving it out would set that effect to zero on a failure to reject
+    independence. A small, heterogeneous effect (ATE 0.02 with effects of both signs) can
+    pass a 72-degree-of-freedom stratified test at α = 0.01; the effect stage's estimators and
+    intervals say how large it is."""
+    columns = list(variables.columns)
+    attrs = [c for c in columns if c not in (TREATMENT, OUTCOME)]
+    tiers = [attrs] + [[v] for v in (TREATMENT, OUTCOME) if v in columns]
+    varies = all(v in columns and variables[v].n_unique() > 1 for v in (TREATMENT, OUTCOME))
+    return Knowledge(tiers=tiers, exogenous=attrs, required=[(TREATMENT, OUTCOME)] if varies else [])
+
+
+def stability_settings(plugin) -> dict:
+    config = plugin.config
+    return {k: getattr(config, k, v) for k, v in STABILITY_DEFAULTS.items()}
 
 
 @dg.multi_asset(
     outs={
         "causal_graph": dg.AssetOut(
-            description="The learned DAG (JSON: nodes, edges).", group_name="structure", owners=OWNERS
+            description="The learned DAG (JSON: nodes, edges, per-edge bootstrap stability, adjustment set).",
+            group_name="structure",
+            owners=OWNERS,
         ),
         "bayesian_network": dg.AssetOut(
             description="The fitted network's CPDs (variable, state, parents, probability).",
@@ -72,26 +109,88 @@ def causal_variables(
     compute_kind="pgmpy",
 )
 def structure(context: dg.AssetExecutionContext, config: StructureStageConfig, causal_variables: pl.DataFrame):  # type: ignore[valid-type]
-    """Structure learning under tiers: attributes → exposure → outcome, nothing into attributes."""
+    """Structure learning under tiers (attributes → exposure → outcome, nothing into
+    attributes) plus the plugin's own knowledge, with bootstrap edge stability."""
     plugin = plugin_from_config("structure", config, context.log)
-    attrs = [c for c in causal_variables.columns if c not in (TREATMENT, OUTCOME)]
-    knowledge = Knowledge(tiers=[attrs, [TREATMENT], [OUTCOME]], exogenous=attrs)
+    names = list(causal_variables.columns)
+    knowledge = stage_knowledge(causal_variables)
+    check = getattr(plugin, "check_knowledge", None)
+    merged = check(names, knowledge) if callable(check) else combine(knowledge, Knowledge(), names)  # fails first
+    pctx = plugin_context(context)
     start = time.perf_counter()
-    edges = plugin.learn(causal_variables, knowledge, plugin_context(context))  # type: ignore[attr-defined]
+    edges = [tuple(e) for e in plugin.learn(causal_variables, knowledge, pctx)]  # type: ignore[attr-defined]
     learn_seconds = time.perf_counter() - start
+    settings = stability_settings(plugin)
+    start = time.perf_counter()
+    stability = edge_stability(
+        plugin,
+        causal_variables,
+        knowledge,
+        pctx,
+        settings["bootstrap"],
+        seed=pctx.seed,
+        n_jobs=settings["n_jobs"],
+        scheme=settings["resampling"],
+        fraction=settings["subsample_fraction"],
+    )
+    bootstrap_seconds = time.perf_counter() - start
+    shares = [round(stability.of(e), 4) for e in edges] if stability.resamples else []
+    unstable = [list(e) for e, s in zip(edges, shares, strict=False) if s < settings["unstable_below"]]
     network = fit_network(causal_variables, edges)
     adjust = adjustment_set(edges)
-    graph = {"nodes": list(causal_variables.columns), "edges": [list(e) for e in edges], "adjustment_set": adjust}
+    graph = {
+        "nodes": names,
+        "edges": [list(e) for e in edges],
+        "stability": shares,
+        "unstable_edges": unstable,
+        "adjustment_set": adjust,
+        "bootstrap": {
+            "resamples": stability.resamples,
+            "failed": stability.failed,
+            "seed": pctx.seed,
+            "resampling": settings["resampling"],
+        },
+    }
+    edge_table = pl.DataFrame(
+        {
+            "cause": [a for a, _ in edges],
+            "effect": [b for _, b in edges],
+            "stability": shares or [None] * len(edges),
+            "unstable": [list(e) in unstable for e in edges],
+        },
+        schema={"cause": pl.String, "effect": pl.String, "stability": pl.Float64, "unstable": pl.Boolean},
+    )
+    report = getattr(plugin, "report_", {}) or {}
+    absent = sorted((e, s) for e, s in stability.fractions.items() if s >= 0.5 and e not in set(edges))
     yield dg.Output(
         graph,
         "causal_graph",
         metadata={
+            "plugin": config.plugin,  # type: ignore[attr-defined]
             "edges": len(edges),
-            "exposure_to_outcome": (TREATMENT, OUTCOME) in {tuple(e) for e in edges},
+            "exposure_to_outcome": (TREATMENT, OUTCOME) in set(edges),
+            "causal_paths": ", ".join(f"{a} → {b}" for a, b in sorted(causal_paths(edges, TREATMENT, OUTCOME)))
+            or "none",
             "adjustment_set": ", ".join(adjust) or "empty",
             "learn_seconds": round(learn_seconds, 3),
-            "graph": md.graph_picture(graph),
-            "edge_list": md.markdown(pl.DataFrame({"cause": [a for a, _ in edges], "effect": [b for _, b in edges]})),
+            "bootstrap_resamples": stability.resamples,
+            "resampling": settings["resampling"],
+            "bootstrap_failed": stability.failed,
+            "bootstrap_seconds": round(bootstrap_seconds, 3),
+            "unstable_edges": ", ".join(f"{a} → {b}" for a, b in unstable) or "none",
+            "frequent_but_absent": ", ".join(f"{a} → {b} ({s:.2f})" for (a, b), s in absent) or "none",
+            "variables_report": md.markdown_dict(report) if report else "nothing to report",
+            "knowledge": md.markdown_dict(
+                {
+                    "tiers": " → ".join("{" + ", ".join(t) + "}" for t in merged.tiers if t),
+                    "config tiers": " → ".join("{" + ", ".join(t) + "}" for t in getattr(plugin.config, "tiers", []))
+                    or "none",
+                    "required": ", ".join(f"{a} → {b}" for a, b in merged.required) or "none",
+                    "forbidden pairs": len(merged.forbidden),
+                }
+            ),
+            "graph": graph_picture(graph),
+            "edge_list": md.markdown(edge_table, rows=60),
         },
     )
     cpds = cpds_to_frame(network)

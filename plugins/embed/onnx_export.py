@@ -22,6 +22,8 @@ EXPORT_FORMAT = 1
 POOLINGS = ("mean", "cls")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 OUTPUT_NAME = "sentence_embedding"
+# Libraries whose version can change an exported or rewritten graph: part of every cache key.
+LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime-gpu", "onnxruntime")
 
 log = logging.getLogger("causalrec.embed.onnx_export")
 
@@ -61,7 +63,7 @@ def export_key(model_dir: Path, pooling: str = "mean", normalize: bool = True, o
         "normalize": bool(normalize),
         "opset": int(opset),
         "format": EXPORT_FORMAT,
-        "versions": {d: _version(d) for d in ("torch", "transformers", "onnx")},
+        "versions": {d: _version(d) for d in LIBRARIES},
     }
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -160,4 +162,33 @@ def export_encoder(
     finally:
         tmp.unlink(missing_ok=True)
     log.info("exported %s to %s in %.1f s", model_dir, target, time.perf_counter() - started)
+    return target
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the cached graphs (for keys and metadata)."""
+    return {d: _version(d) for d in LIBRARIES}
+
+
+def file_identity(path: Path) -> str:
+    """A ready .onnx file's identity (path, size, mtime): cheap, changes when the file does."""
+    stat = Path(path).stat()
+    return hashlib.sha256(f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def variant_path(cache_dir: Path, base_key: str, device: str, precision: str, recipe: int) -> Path:
+    """Where a rewritten graph (fusions, int8, fp16) of a base graph lives in the cache."""
+    versions = hashlib.sha256(json.dumps(library_versions(), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(cache_dir) / "onnx" / f"{base_key}-{device}-{precision}-r{recipe}-{versions}.onnx"
+
+
+def atomic_build(target: Path, build) -> Path:
+    """Call ``build(tmp_path)`` and move the result to ``target``; never leaves half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.onnx")
+    try:
+        build(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target

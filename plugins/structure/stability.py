@@ -1,0 +1,111 @@
+"""Bootstrap edge stability: in what fraction of resampled logs does each edge reappear?
+
+The structure plugin is re-run on ``resamples`` resamples of the rows (resample i drawn from
+the seed sequence (seed, i), so the answer does not depend on how the work is scheduled), on
+``n_jobs`` processes. An edge of the learned graph found in few resamples rests on little
+evidence: the stage flags it, and the picture shows it.
+
+By default a resample is half the rows drawn *without* replacement (``subsample``, as in
+stability selection). The classic bootstrap (``bootstrap``: n rows with replacement) is
+available but misleads CI-test-based learners: every duplicated row inflates a chi-square or
+G statistic by about its degrees of freedom, so on the simulator's log a 500-df test finds
+region → exposure at p = 1e-23 in a bootstrap resample where the log itself gives p = 0.65,
+and spurious edges reappear in every resample.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from joblib import Parallel, delayed
+
+from causalrec_assets.plugin_api import Knowledge, PluginContext, StructurePlugin
+
+Edge = tuple[str, str]
+
+
+@dataclass
+class Stability:
+    """Edge → fraction of successful resamples containing it (every edge seen at least once)."""
+
+    fractions: dict[Edge, float] = field(default_factory=dict)
+    resamples: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def of(self, edge: Edge) -> float:
+        return self.fractions.get(tuple(edge), 0.0)  # type: ignore[arg-type]
+
+
+def resample_rows(n: int, seed: int, index: int, scheme: str = "subsample", fraction: float = 0.5) -> np.ndarray:
+    """Row indices of resample ``index``: a subsample without replacement, or a bootstrap."""
+    rng = np.random.default_rng([seed, index])
+    if scheme == "bootstrap":
+        return rng.integers(0, n, size=n)
+    if scheme != "subsample":
+        raise ValueError(f"unknown resampling {scheme!r}; choose 'subsample' or 'bootstrap'")
+    return np.sort(rng.permutation(n)[: max(2, int(round(fraction * n)))])
+
+
+def _one(plugin: StructurePlugin, data: pl.DataFrame, knowledge: Knowledge, seed: int, index: int, scheme: str,
+         fraction: float):  # fmt: skip
+    rows = resample_rows(data.height, seed, index, scheme, fraction)
+    quiet = logging.getLogger("causalrec.bootstrap")
+    quiet.setLevel(logging.WARNING)
+    try:
+        edges = plugin.learn(data[rows], knowledge, PluginContext(log=quiet, seed=seed + index))
+        return [tuple(e) for e in edges], None
+    except Exception as exc:  # one degenerate resample must not sink the others
+        return None, f"resample {index}: {type(exc).__name__}: {exc}"
+
+
+def edge_stability(
+    plugin: StructurePlugin,
+    data: pl.DataFrame,
+    knowledge: Knowledge,
+    context: PluginContext,
+    resamples: int,
+    seed: int = 0,
+    n_jobs: int = 1,
+    scheme: str = "subsample",
+    fraction: float = 0.5,
+) -> Stability:
+    """Re-learn on ``resamples`` resamples; fractions over those that succeeded."""
+    if resamples <= 0 or data.height < 2:
+        return Stability()
+    counts: Counter = Counter()
+    done = failed = 0
+    errors: list[str] = []
+    results = _run(plugin, data, knowledge, seed, resamples, scheme, fraction, n_jobs, context)
+    for edges, error in results:
+        if error is not None:
+            failed += 1
+            errors.append(error)
+        else:
+            done += 1
+            counts.update(set(edges))
+        if (done + failed) % max(1, resamples // 5) == 0 or done + failed == resamples:
+            context.log.info("bootstrap: %d of %d resamples learned (%d failed)", done + failed, resamples, failed)
+    fractions = {edge: n / done for edge, n in counts.items()} if done else {}
+    return Stability(fractions=dict(sorted(fractions.items())), resamples=done, failed=failed, errors=errors[:5])
+
+
+def _run(plugin, data, knowledge, seed, resamples, scheme, fraction, n_jobs, context):
+    """Resample results in order: on ``n_jobs`` processes, or in this one when the plugin
+    cannot be sent to a worker process (a third-party plugin that does not pickle)."""
+    done = 0
+    if n_jobs > 1:
+        jobs = [delayed(_one)(plugin, data, knowledge, seed, i, scheme, fraction) for i in range(resamples)]
+        try:
+            for result in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+                done += 1
+                yield result
+            return
+        except Exception as exc:  # pickling or worker start-up: the rest is done here
+            context.log.warning("bootstrap on %d processes failed (%s); going on in this process", n_jobs, exc)
+    for i in range(done, resamples):
+        yield _one(plugin, data, knowledge, seed, i, scheme, fraction)
