@@ -87,13 +87,14 @@ def uplift_curves(score: np.ndarray, treated: np.ndarray, y: np.ndarray, bins: i
 
 def scores_on_outcome_scale(scores: np.ndarray, outcomes: np.ndarray) -> bool:
     """Whether scores read as predicted outcomes (a rating predictor's, not counts or uplifts):
-    they stay within the outcome's range widened by half its span, and their spread is not
-    tiny next to it."""
+    they stay within the outcome's range widened by its span on either side (a 1–5 rating
+    predictor may stray below 1 or above 5, a count of ratings soon leaves that band), and
+    their spread is not tiny next to it."""
     lo, hi = float(np.min(outcomes)), float(np.max(outcomes))
     span = hi - lo
     if span <= 0 or scores.size == 0:
         return False
-    inside = lo - 0.5 * span <= float(np.min(scores)) and float(np.max(scores)) <= hi + 0.5 * span
+    inside = lo - span <= float(np.min(scores)) and float(np.max(scores)) <= hi + span
     return inside and float(np.ptp(scores)) > 0.05 * span
 
 

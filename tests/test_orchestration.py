@@ -96,7 +96,7 @@ def test_reexecution_from_failure_skips_upstream(tmp_path: Path, small_world, mo
 def test_sensor_requests_a_refresh_when_dataset_files_change(tmp_path: Path, small_world, monkeypatch):
     data = write_canonical(tmp_path / "data", small_world)
     monkeypatch.setenv("CAUSALREC_DATA", str(data))
-    sensor = dataset_sensor(dg.define_asset_job("causalrec", selection=dg.AssetSelection.all()))
+    sensor = dataset_sensor(dg.define_asset_job("causalrec", selection=dg.AssetSelection.all()), downstream=[])
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
         assert len(first.run_requests) == 1
@@ -112,7 +112,7 @@ def test_sensor_requests_a_refresh_when_dataset_files_change(tmp_path: Path, sma
 
 def test_sensor_skips_without_a_dataset_directory(monkeypatch):
     monkeypatch.delenv("CAUSALREC_DATA", raising=False)
-    sensor = dataset_sensor(dg.define_asset_job("causalrec", selection=dg.AssetSelection.all()))
+    sensor = dataset_sensor(dg.define_asset_job("causalrec", selection=dg.AssetSelection.all()), downstream=[])
     with dg.instance_for_test() as instance:
         result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
     assert result.run_requests == [] and "simulator" in result.skip_message

@@ -29,7 +29,14 @@ Edge = tuple[str, str]
 
 
 class GESConfig(LearnerConfig):
-    score: Literal["bic", "aic", "bdeu", "k2"] = Field(default="bic", description="Score of the equivalence classes.")
+    score: Literal["bic", "aic", "bdeu", "k2"] = Field(
+        default="bic",
+        description=(
+            "Score of the equivalence classes. On the pipeline's large tiered tables BIC drops weak "
+            "confounder → outcome edges (tabular CPDs: its penalty grows with every parent configuration); "
+            "'aic' keeps them."
+        ),
+    )
     equivalent_sample_size: float = Field(default=10.0, gt=0, description="BDeu's prior strength.")
     min_improvement: float = Field(default=1e-6, ge=0, description="Stop when no operator improves the score more.")
 

@@ -26,7 +26,14 @@ Edge = tuple[str, str]
 
 
 class MMHCConfig(CITestConfig):
-    score: Literal["bic", "aic", "bdeu", "k2"] = Field(default="bic", description="Score of the hill-climbing phase.")
+    score: Literal["bic", "aic", "bdeu", "k2"] = Field(
+        default="bic",
+        description=(
+            "Score of the hill-climbing phase. On the pipeline's large tiered tables BIC drops weak "
+            "confounder → outcome edges (tabular CPDs: its penalty grows with every parent configuration); "
+            "'aic' keeps them."
+        ),
+    )
     equivalent_sample_size: float = Field(default=10.0, gt=0, description="BDeu's prior strength.")
     max_indegree: int = Field(default=0, ge=0, description="Most parents a variable may have (0: no limit).")
     tabu_length: int = Field(default=100, ge=0, description="Recent moves that may not be undone.")
