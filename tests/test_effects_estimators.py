@@ -10,7 +10,23 @@ import pytest
 
 from causalrec_assets.estimators import ESTIMATORS, bootstrap_interval, point_estimate, propensity_scores
 from causalrec_assets.plugin_api import EFFECT_COLUMNS, EffectInputs, PluginContext
-from causalrec_assets.registry import get_registry
+from causalrec_plugins.effects.backdoor import BackdoorEffects
+from causalrec_plugins.effects.single import (
+    DoublyRobustEffects,
+    IPSEffects,
+    NaiveEffects,
+    NetworkEffects,
+    SNIPSEffects,
+)
+
+PLUGINS = {  # entry-point name -> class (as pyproject.toml registers them)
+    "doubly_robust": DoublyRobustEffects,
+    "ips": IPSEffects,
+    "snips": SNIPSEffects,
+    "naive": NaiveEffects,
+    "bn_do_query": NetworkEffects,
+    "backdoor": BackdoorEffects,
+}
 
 EDGES = [("Z", "X"), ("Z", "Y"), ("W", "Y"), ("X", "Y")]
 
@@ -34,7 +50,7 @@ def world() -> tuple[pl.DataFrame, float]:
 
 
 def run(plugin_name: str, data: pl.DataFrame, **config) -> pl.DataFrame:
-    cls = get_registry().get("effects", plugin_name)
+    cls = PLUGINS[plugin_name]
     return cls(cls.Config(**config)).estimate(EffectInputs(data, EDGES, "X", "Y"), PluginContext())
 
 
@@ -117,3 +133,11 @@ def test_bootstrap_interval_covers_and_shrinks(world) -> None:
 def test_unknown_estimator_is_named() -> None:
     with pytest.raises(KeyError, match="unknown estimator 'magic'"):
         point_estimate("magic", pl.DataFrame({"X": ["0"], "Y": ["1"]}), [], "X", "Y")
+
+
+def test_every_estimator_is_registered_as_an_effects_plugin() -> None:
+    from importlib.metadata import entry_points
+
+    registered = {ep.name: ep.value for ep in entry_points(group="causalrec.effects")}
+    for name, cls in PLUGINS.items():
+        assert registered.get(name) == f"{cls.__module__}:{cls.__name__}", name

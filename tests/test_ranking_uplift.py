@@ -71,3 +71,18 @@ def test_uplift_ranking_refuses_rating_data() -> None:
     inputs.interactions = ratings
     with pytest.raises(ValueError, match="needs training rows with exposure = 0"):
         UpliftRanking().rank(inputs, PluginContext())
+
+
+def test_rankers_are_registered_as_ranking_plugins() -> None:
+    from importlib.metadata import entry_points
+
+    from causalrec_plugins.ranking.causal_rank import CausalRanking
+
+    registered = {ep.name: ep.value for ep in entry_points(group="causalrec.ranking")}
+    for name, cls in [
+        ("causal", CausalRanking),
+        ("uplift", UpliftRanking),
+        ("relevance", RelevanceRanking),
+        ("popularity", PopularityRanking),
+    ]:
+        assert registered.get(name) == f"{cls.__module__}:{cls.__name__}", name
