@@ -12,6 +12,10 @@ directed-edge F1, seconds, and seconds as a ratio to pgmpy's hill climbing in th
     .venv/bin/python benchmarks/structure.py                       # 5,000 rows, 3 seeds, all networks
     .venv/bin/python benchmarks/structure.py --networks asia,alarm --rows 1000,5000,20000 --seeds 0
     .venv/bin/python benchmarks/structure.py --learners hill_climb,pgmpy_hc --budget 60 --csv out.csv
+
+A run past its budget is stopped and reported as a timeout (pgmpy's PC on insurance at 1,000
+rows; the ``ges`` plugin on alarm). The full default grid (five networks, 5,000 rows, three
+seeds, six learners, 120 s budget) takes about 25 minutes on two shared cores.
 """
 
 from __future__ import annotations

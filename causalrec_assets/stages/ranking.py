@@ -49,7 +49,7 @@ def ranking(
     plugin = plugin_from_config("ranking", config, context.log)
     edges = [tuple(e) for e in causal_graph["edges"]]
     encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
-        users, items, train_rows(interactions), item_topics
+        users, items, train_rows(interactions), item_topics, item_embeddings=item_embeddings
     )
     inputs = RankingInputs(
         users=users,
