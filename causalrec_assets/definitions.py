@@ -48,7 +48,7 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=[*validate.CHECKS, *effects.REFUTATION_CHECKS],
-        jobs=[job, refresh],
+        jobs=[job, refresh, embed.embed_shards_job],
         schedules=[refresh_schedule(refresh)],
         sensors=[dataset_sensor(job, downstream=downstream)],
         executor=executor_from_env(),
