@@ -104,7 +104,17 @@ def test_materialize_all_from_the_ui(dagster_dev):
         skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
         if skip.count():
             skip.first.click()
-        page.get_by_role("button", name="Materialize all").first.click()
+        button = page.get_by_role("button", name="Materialize all").first
+        for _ in range(5):  # first-visit dialogs and toasts may overlay the button for a moment
+            try:
+                button.click(timeout=15_000)
+                break
+            except Exception:
+                page.keyboard.press("Escape")
+                if page.get_by_role("button", name="Skip").count():
+                    page.get_by_role("button", name="Skip").first.click()
+        else:
+            button.click(force=True)
 
         def finished_run():
             runs = _graphql(port, "{ runsOrError { ... on Runs { results { runId status } } } }")

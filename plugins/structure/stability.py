@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 from joblib import Parallel, delayed
+from joblib.externals.loky import get_reusable_executor
 
 from causalrec_assets.plugin_api import Knowledge, PluginContext, StructurePlugin
 
@@ -107,5 +108,8 @@ def _run(plugin, data, knowledge, seed, resamples, scheme, fraction, n_jobs, con
             return
         except Exception as exc:  # pickling or worker start-up: the rest is done here
             context.log.warning("bootstrap on %d processes failed (%s); going on in this process", n_jobs, exc)
+        finally:
+            # loky keeps idle workers alive for minutes, and a Dagster step process waits for them
+            get_reusable_executor().shutdown(wait=True)
     for i in range(done, resamples):
         yield _one(plugin, data, knowledge, seed, i, scheme, fraction)
