@@ -199,7 +199,7 @@ def _summary(records: list[dict], network: str, rows: int, learners: list[str], 
         ok_time = hc_seconds is None or means[default]["seconds"] <= hc_seconds
         lines.append(
             f"  default ({default}) CPDAG-SHD {means[default]['cpdag_shd']:.2f} vs best pgmpy default {min(refs):.2f}: "
-            f"{'ok' if ok_shd else 'WORSE'}; time {'ok' if ok_time else 'SLOWER'} than pgmpy_hc"
+            f"{'ok' if ok_shd else 'WORSE'}; time {'within' if ok_time else 'OVER'} pgmpy_hc's"
         )
     return "\n".join(lines) + "\n"
 

@@ -165,6 +165,13 @@ def dagster_world(tables: dict[str, pl.DataFrame]) -> list:
         return pl.DataFrame({"item_id": tables["items"]["item_id"], "item_topic": ["t0"] * tables["items"].height})
 
     @dg.asset
+    def item_embeddings() -> pl.DataFrame:  # none: the encoder leaves affinity out
+        return pl.DataFrame(
+            {"item_id": [], "embedding": []},
+            schema={"item_id": tables["items"].schema["item_id"], "embedding": pl.Array(pl.Float32, 4)},
+        )
+
+    @dg.asset
     def causal_variables() -> pl.DataFrame:
         return train
 
@@ -180,7 +187,17 @@ def dagster_world(tables: dict[str, pl.DataFrame]) -> list:
     def downstream(treatment_effects: pl.DataFrame) -> pl.DataFrame:
         return treatment_effects.head(1)
 
-    return [users, items, interactions, item_topics, causal_variables, causal_graph, treatment_effects, downstream]
+    return [
+        users,
+        items,
+        interactions,
+        item_topics,
+        item_embeddings,
+        causal_variables,
+        causal_graph,
+        treatment_effects,
+        downstream,
+    ]
 
 
 def materialize(tables, severity: str, tmp_path: Path) -> dg.ExecuteInProcessResult:

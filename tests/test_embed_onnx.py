@@ -145,6 +145,17 @@ def test_minilm_default_precision_meets_the_floor(minilm, cache):
         assert facts["probe_min_cosine_to_fp32"] >= 0.98
 
 
+def test_default_precision_vectors_do_not_depend_on_the_batch(minilm, cache):
+    """int8 activation scales are calibrated, not taken from each batch: a text embedded alone,
+    in a batch or in another order gets the same vector (so reused and recomputed vectors agree)."""
+    ctx = PluginContext(cache_dir=cache)
+    batch = minilm.embed(MINILM_TEXTS, ctx)
+    alone = np.concatenate([minilm.embed([t], ctx) for t in MINILM_TEXTS])
+    reversed_ = minilm.embed(MINILM_TEXTS[::-1], ctx)[::-1]
+    assert np.abs(alone - batch).max() < 1e-5
+    assert np.abs(reversed_ - batch).max() < 1e-5
+
+
 def test_export_cache_reuses_and_rekeys(tiny_bert, tmp_path):
     first = onnx_export.export_encoder(tiny_bert, tmp_path)
     assert first.parent == tmp_path / "onnx" and first.suffix == ".onnx"

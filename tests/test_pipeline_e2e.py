@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert "RUN_SUCCESS" in proc.stderr + proc.stdout
+    (root / "cli.log").write_text(proc.stderr + proc.stdout)
     return storage
 
 
@@ -79,6 +81,16 @@ def test_graph_has_the_effect_and_every_true_confounder(cli_run: Path):
     for confounder in truth["confounders"]:
         assert (confounder, "exposure") in edges, confounder
         assert (confounder, "outcome") in edges, confounder
+
+
+def test_every_check_passes_on_the_simulator_refutations_included(cli_run: Path):
+    """The simulator's assumptions hold (every confounder observed, exposure randomized in the
+    test slice), so every data check and every refutation of the effect must pass."""
+    log = (cli_run.parent / "cli.log").read_text()
+    failed = re.findall(r"Asset check '(\w+)' on '(\w+)' did not pass", log)
+    passed = set(re.findall(r"Asset check '(\w+)' on 'treatment_effects' passed", log))
+    assert not failed, failed
+    assert {"placebo_treatment", "random_common_cause", "random_halves", "randomized_slice"} <= passed
 
 
 def _capture(storage: Path) -> float:

@@ -67,11 +67,6 @@ BUILTINS = sorted(
 )
 
 
-# int8 dynamic quantization (precision auto) scales activations per batch, so a text's vector
-# depends slightly on its batch: known, noted for issue 3; the kit checks the fp32 path here.
-BUILTIN_CONFIG[("embed", "onnx_minilm")] = {"precision": "fp32"}
-
-
 @pytest.mark.parametrize(("stage", "name"), BUILTINS, ids=[f"{s}.{n}" for s, n in BUILTINS])
 def test_every_builtin_plugin_passes_the_conformance_kit(stage: str, name: str) -> None:
     config = BUILTIN_CONFIG.get((stage, name))

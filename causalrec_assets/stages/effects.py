@@ -72,7 +72,15 @@ REFUTATION_SPECS = [
         asset="treatment_effects",
         blocking=True,
         description=description,
-        additional_deps=["causal_variables", "causal_graph", "interactions", "users", "items", "item_topics"],
+        additional_deps=[
+            "causal_variables",
+            "causal_graph",
+            "interactions",
+            "users",
+            "items",
+            "item_topics",
+            "item_embeddings",
+        ],
     )
     for name, description in [
         ("placebo_treatment", "Placebo exposures (permuted; drawn from the assignment model) have no effect."),
@@ -93,6 +101,7 @@ REFUTATION_SPECS = [
         "users": dg.AssetIn("users"),
         "items": dg.AssetIn("items"),
         "item_topics": dg.AssetIn("item_topics"),
+        "item_embeddings": dg.AssetIn("item_embeddings"),
     },
     compute_kind="refutation",
 )
@@ -107,11 +116,14 @@ def refutation_checks(
     users: pl.DataFrame,
     items: pl.DataFrame,
     item_topics: pl.DataFrame,
+    item_embeddings: pl.DataFrame,
 ):
-    """Refute the headline effect (see ``causalrec_assets.refutation``)."""
+    """Refute the headline effect (see ``causalrec_assets.refutation``). The test slice is
+    encoded exactly as the training log was (same bins, topics and affinity), so the
+    randomized-slice comparison adjusts for the same variables."""
     edges = [tuple(e) for e in causal_graph["edges"]]
     encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
-        users, items, train_rows(interactions), item_topics
+        users, items, train_rows(interactions), item_topics, item_embeddings=item_embeddings
     )
     test = test_rows(interactions)
     outcomes = run_refutations(

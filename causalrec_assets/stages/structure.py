@@ -14,8 +14,10 @@ from causalrec_assets.plugin_api import Knowledge
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.topics import item_topics as cluster_topics
 from causalrec_assets.variables import AFFINITY, OUTCOME, TREATMENT, VariableEncoder
+from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.knowledge import combine
 from causalrec_plugins.structure.stability import edge_stability
+from causalrec_plugins.structure.table import coded_table
 from causalrec_resources.variables import CausalVariablesResource
 
 StructureStageConfig = stage_config_class("structure")
@@ -80,12 +82,24 @@ def stage_knowledge(variables: pl.DataFrame) -> Knowledge:
     estimates, and leaving it out would set that effect to zero on a failure to reject
     independence. A small, heterogeneous effect (ATE 0.02 with effects of both signs) can
     pass a 72-degree-of-freedom stratified test at α = 0.01; the effect stage's estimators and
-    intervals say how large it is."""
+    intervals say how large it is, and ``causal_graph``'s ``exposure_to_outcome_test``
+    metadata says whether the data alone ask for the edge."""
     columns = list(variables.columns)
     attrs = [c for c in columns if c not in (TREATMENT, OUTCOME)]
     tiers = [attrs] + [[v] for v in (TREATMENT, OUTCOME) if v in columns]
     varies = all(v in columns and variables[v].n_unique() > 1 for v in (TREATMENT, OUTCOME))
     return Knowledge(tiers=tiers, exogenous=attrs, required=[(TREATMENT, OUTCOME)] if varies else [])
+
+
+def effect_evidence(variables: pl.DataFrame, adjust: list[str]) -> str:
+    """What the data alone say about the required ``exposure → outcome`` edge: a G-test of
+    exposure ⊥ outcome given the adjustment set, so a reader sees whether the edge was
+    only asserted (large p) or is plainly in the data (small p)."""
+    if not all(v in variables.columns and variables[v].n_unique() > 1 for v in (TREATMENT, OUTCOME)):
+        return "not tested: exposure or outcome has a single value"
+    test = CodedCITest(coded_table(variables.select(TREATMENT, OUTCOME, *adjust)))
+    stat, p_value = test.run_test(TREATMENT, OUTCOME, list(adjust))
+    return f"G = {stat:.1f}, dof = {test.dof_}, p = {p_value:.3g} (exposure ⊥ outcome | adjustment set)"
 
 
 def stability_settings(plugin) -> dict:
@@ -172,6 +186,7 @@ def structure(context: dg.AssetExecutionContext, config: StructureStageConfig, c
             "causal_paths": ", ".join(f"{a} → {b}" for a, b in sorted(causal_paths(edges, TREATMENT, OUTCOME)))
             or "none",
             "adjustment_set": ", ".join(adjust) or "empty",
+            "exposure_to_outcome_test": effect_evidence(causal_variables, adjust),
             "learn_seconds": round(learn_seconds, 3),
             "bootstrap_resamples": stability.resamples,
             "resampling": settings["resampling"],
