@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from pydantic import Field
 
 from causalrec_assets.plugin_api import EffectInputs, EffectsPlugin, PluginContext
 from causalrec_plugins.effects.common import (
@@ -26,12 +25,8 @@ from causalrec_plugins.effects.common import (
 )
 
 
-class BackdoorConfig(EstimatorConfig):
-    network_bootstrap: int = Field(default=20, description="Network refits for the do-query intervals.")
-    equivalent_sample_size: float = Field(default=1.0, description="BDeu prior strength for refits.")
-    max_segment_levels: int = Field(
-        default=8, description="Segment effects for variables with at most this many levels."
-    )
+class BackdoorConfig(EstimatorConfig, NetworkConfig):
+    """The estimators' settings and the do-query's, one seed for both."""
 
 
 class BackdoorEffects(EffectsPlugin):
@@ -47,13 +42,7 @@ class BackdoorEffects(EffectsPlugin):
         rng = np.random.default_rng(cfg.seed)
         adjust = graph_adjustment(inputs, context)
         rows = [estimator_row("doubly_robust", inputs, adjust, cfg, rng)]
-        network_cfg = NetworkConfig(
-            network_bootstrap=cfg.network_bootstrap,
-            equivalent_sample_size=cfg.equivalent_sample_size,
-            max_segment_levels=cfg.max_segment_levels,
-            seed=cfg.seed,
-        )
-        rows += network_rows(inputs, adjust, network_cfg, rng, context)
+        rows += network_rows(inputs, adjust, cfg, rng, context)
         rows += [estimator_row(name, inputs, adjust, cfg, rng) for name in ("ips", "snips")]
         rows.append(estimator_row("naive", inputs, [], cfg, rng))
         return frame(rows)
