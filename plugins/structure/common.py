@@ -38,6 +38,27 @@ class CITestConfig(LearnerConfig):
     max_cond_vars: int = Field(default=5, ge=0, description="Largest conditioning set tried.")
 
 
+class ScoreConfig(LearnerConfig):
+    """The structure score of the score-based learners (hill climbing, MMHC's search, GES)."""
+
+    score: Literal["bic", "aic", "bdeu", "k2"] = Field(
+        default="bic",
+        description=(
+            "Structure score to maximise on the discrete table. On the pipeline's large tiered tables BIC drops "
+            "weak confounder → outcome edges (tabular CPDs: its penalty grows with every parent configuration); "
+            "'aic' keeps them."
+        ),
+    )
+    equivalent_sample_size: float = Field(default=10.0, gt=0, description="BDeu's prior strength.")
+
+
+class TabuSearchConfig(ScoreConfig):
+    """Greedy search with a tabu list (hill climbing and MMHC's second phase)."""
+
+    max_indegree: int = Field(default=0, ge=0, description="Most parents a variable may have (0: no limit).")
+    tabu_length: int = Field(default=100, ge=0, description="Recent moves that may not be undone.")
+
+
 @dataclass
 class PCResult:
     directed: list[Edge]

@@ -9,16 +9,13 @@ on every step: it is the slowest learner here past a few dozen variables.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pgmpy.base import DAG
 from pgmpy.causal_discovery import GES
 from pydantic import Field
 
 from causalrec_assets.plugin_api import Knowledge, PluginContext
 from causalrec_plugins.structure.base import CausalrecStructure
-from causalrec_plugins.structure.common import expert_knowledge
-from causalrec_plugins.structure.knowledge import LearnerConfig
+from causalrec_plugins.structure.common import ScoreConfig, expert_knowledge
 from causalrec_plugins.structure.orient import pdag_edges, to_dag
 from causalrec_plugins.structure.scores import CountingScore
 from causalrec_plugins.structure.search import CandidateHillClimbSearch
@@ -28,16 +25,7 @@ from causalrec_plugins.structure.table import CodedTable
 Edge = tuple[str, str]
 
 
-class GESConfig(LearnerConfig):
-    score: Literal["bic", "aic", "bdeu", "k2"] = Field(
-        default="bic",
-        description=(
-            "Score of the equivalence classes. On the pipeline's large tiered tables BIC drops weak "
-            "confounder → outcome edges (tabular CPDs: its penalty grows with every parent configuration); "
-            "'aic' keeps them."
-        ),
-    )
-    equivalent_sample_size: float = Field(default=10.0, gt=0, description="BDeu's prior strength.")
+class GESConfig(ScoreConfig):
     min_improvement: float = Field(default=1e-6, ge=0, description="Stop when no operator improves the score more.")
 
 

@@ -33,7 +33,7 @@ from pydantic import Field
 
 from causalrec_assets.plugin_api import Knowledge, PluginContext
 from causalrec_plugins.structure.base import CausalrecStructure
-from causalrec_plugins.structure.common import CITestConfig, expert_knowledge, run_pc
+from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge, run_pc
 from causalrec_plugins.structure.knowledge import search_space
 from causalrec_plugins.structure.orient import to_dag
 from causalrec_plugins.structure.scores import CountingScore
@@ -43,11 +43,7 @@ from causalrec_plugins.structure.table import CodedTable
 Edge = tuple[str, str]
 
 
-class HillClimbConfig(CITestConfig):
-    score: Literal["bic", "aic", "bdeu", "k2"] = Field(
-        default="bic", description="Structure score to maximise (BIC, AIC, BDeu, K2 on the discrete table)."
-    )
-    equivalent_sample_size: float = Field(default=10.0, gt=0, description="BDeu's prior strength.")
+class HillClimbConfig(CITestConfig, TabuSearchConfig):
     start: Literal["pc", "empty"] = Field(
         default="pc", description="Start from the PC pre-pass's DAG ('pc') or from the empty graph ('empty')."
     )
@@ -61,8 +57,6 @@ class HillClimbConfig(CITestConfig):
     restrict_to_skeleton: bool = Field(
         default=False, description="With start 'pc': only edges of the pre-pass skeleton may be added."
     )
-    max_indegree: int = Field(default=0, ge=0, description="Most parents a variable may have (0: no limit).")
-    tabu_length: int = Field(default=100, ge=0, description="Recent moves that may not be undone.")
     epsilon: float = Field(default=1e-4, ge=0, description="Stop when the best move improves the score less.")
     restarts: int = Field(
         default=10,

@@ -10,14 +10,11 @@ pgmpy 1.1 has no MMHC in ``pgmpy.causal_discovery`` (its old ``MmhcEstimator`` i
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Literal
-
-from pydantic import Field
 
 from causalrec_assets.plugin_api import Knowledge, PluginContext
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.citests import CodedCITest
-from causalrec_plugins.structure.common import CITestConfig, expert_knowledge
+from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge
 from causalrec_plugins.structure.scores import CountingScore
 from causalrec_plugins.structure.search import CandidateHillClimbSearch
 from causalrec_plugins.structure.table import CodedTable
@@ -25,18 +22,8 @@ from causalrec_plugins.structure.table import CodedTable
 Edge = tuple[str, str]
 
 
-class MMHCConfig(CITestConfig):
-    score: Literal["bic", "aic", "bdeu", "k2"] = Field(
-        default="bic",
-        description=(
-            "Score of the hill-climbing phase. On the pipeline's large tiered tables BIC drops weak "
-            "confounder → outcome edges (tabular CPDs: its penalty grows with every parent configuration); "
-            "'aic' keeps them."
-        ),
-    )
-    equivalent_sample_size: float = Field(default=10.0, gt=0, description="BDeu's prior strength.")
-    max_indegree: int = Field(default=0, ge=0, description="Most parents a variable may have (0: no limit).")
-    tabu_length: int = Field(default=100, ge=0, description="Recent moves that may not be undone.")
+class MMHCConfig(CITestConfig, TabuSearchConfig):
+    """The MMPC tests' settings and the hill-climbing phase's."""
 
 
 def mmpc(test: CodedCITest, target: str, pool: list[str], alpha: float, max_k: int) -> list[str]:
