@@ -25,7 +25,7 @@ def build_definitions() -> dg.Definitions:
             embed.item_embeddings,
             embed.user_embeddings,
             structure.item_topics,
-            structure.causal_variables,
+            structure.variables,
             structure.structure,
             effects.treatment_effects,
             ranking.ranking,
@@ -47,7 +47,7 @@ def build_definitions() -> dg.Definitions:
     downstream = [k for a in assets for k in a.keys if k.to_user_string() not in INGESTED]
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*validate.CHECKS, *effects.REFUTATION_CHECKS],
+        asset_checks=validate.CHECKS,
         jobs=[job, refresh, embed.embed_shards_job],
         schedules=[refresh_schedule(refresh)],
         sensors=[dataset_sensor(job, downstream=downstream)],

@@ -1,68 +1,69 @@
 """Refuting the headline effect estimate, in the spirit of DoWhy's refuters.
 
-Each refuter re-estimates the effect under a change that, if the causal assumptions hold,
-must leave a known answer, and reports which assumption broke when it does not:
+Each refuter re-runs the headline's *own* estimator (the effects plugin's ``reestimate``)
+under a change that, if the causal assumptions hold, must leave a known answer:
 
 - placebo treatment: the exposure is replaced by a placebo (a permutation, and a draw from
-  the exposure's own assignment model over every observed pre-exposure variable); the
-  placebo has no effect, so the adjusted estimate must be near zero. A placebo drawn from the
-  assignment model shares the exposure's dependence on observed variables, so a non-zero
-  estimate means the graph's adjustment set leaves an observed common cause unadjusted;
-- random common cause: an independent random variable is added to the adjustment set; the
-  estimate must not move (it does when the estimate hinges on incidental cells: overfitted
-  nuisance models, thin overlap);
-- random halves: the effect re-estimated on random halves of the log must agree with the
-  full estimate within its interval (it does not when the interval understates the real
-  variability: extreme weights, positivity violations);
-- randomized slice: where the ``test`` slice randomized exposure with outcomes in both arms,
-  the observational model's effect on those pairs must agree with the slice's difference in
-  means. This is the one refuter that can see an *unobserved* confounder (the other three,
-  like DoWhy's, cannot). It reads the test slice's outcomes for this comparison only: nothing
-  it computes reaches training or model selection.
+  the exposure's assignment model over every observed pre-exposure feature); a placebo has no
+  effect, so the adjusted estimate must be near zero;
+- random common cause: an independent random number is added as a common cause; the
+  estimate must not move;
+- random halves: the estimate on random halves of the log must agree with the full one
+  within its interval;
+- randomized slice: where the ``test`` slice randomized exposure, its difference in means is
+  the effect itself; the headline must agree with it. This is the one refuter that can see an
+  *unobserved* confounder. It reads the slice's outcomes for this comparison only.
 
-Refutation re-estimates with the headline's estimator when it is a row-level one
-(``causalrec_assets.estimators.ESTIMATORS``), else with the doubly robust one.
+A failure names the assumption that most likely broke, from the evidence at hand: when the
+estimators of ``treatment_effects`` disagree with each other, or another one agrees with the
+randomized slice while the headline does not, the headline's estimator is misspecified (its
+models miss part of the confounding); when all of them agree with each other and disagree
+with the randomized slice alike, something that drives both exposure and outcome is not among
+the variables: unobserved confounding.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
 import polars as pl
+from sklearn.ensemble import HistGradientBoostingClassifier
 
-from causalrec_assets.bayesnet import adjustment_set
-from causalrec_assets.estimators import (
-    ESTIMATORS,
-    arm_predictions,
-    one_hot,
-    point_estimate,
-    propensity_scores,
-)
-from causalrec_assets.variables import OUTCOME, TREATMENT
+from causalrec_assets.plugin_api import EffectInputs, PairFeatures
 
 RANDOM_CAUSE = "random_common_cause"
 REFUTERS = ("placebo_treatment", "random_common_cause", "random_halves", "randomized_slice")
+Z95, Z99 = 1.959963984540054, 2.5758293035489004
+MIN_ROWS_PER_ARM = 30
+
+Reestimate = Callable[[EffectInputs], float]
+
+MISSPECIFIED = "misspecification"
+UNOBSERVED = "unobserved confounding"
 
 
 @dataclass
 class Headline:
-    """The estimate under refutation and the estimator that re-estimates it."""
+    """The estimate under refutation."""
 
     estimator: str
     estimate: float
     ci_low: float
     ci_high: float
-    reestimator: str
 
     @property
     def half_width(self) -> float:
         width = (self.ci_high - self.ci_low) / 2
         return width if math.isfinite(width) and width > 0 else 0.0
+
+    @property
+    def stderr(self) -> float:
+        return self.half_width / Z95
 
 
 @dataclass
@@ -77,16 +78,48 @@ class Refutation:
     refuted: float = float("nan")
     tolerance: float = float("nan")
     applicable: bool = True
+    cause: str = ""  # on failure: what most likely broke
     details: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"assumption": self.assumption, "summary": self.message}
-        for key in ("original", "refuted", "tolerance"):
+        meta: dict[str, Any] = {"assumption": self.assumption, "summary": self.message, "applicable": self.applicable}
+        if self.cause:
+            meta["likely_cause"] = self.cause
+        for key, label in (
+            ("original", "original_estimate"),
+            ("refuted", "refuted_estimate"),
+            ("tolerance", "tolerance"),
+        ):
             value = getattr(self, key)
             if math.isfinite(value):
-                meta[f"{key}_estimate" if key != "tolerance" else key] = float(value)
-        meta.update({k: v for k, v in self.details.items() if isinstance(v, int | float | str | bool)})
+                meta[label] = round(float(value), 5)
+        meta.update(
+            {
+                k: round(v, 5) if isinstance(v, float) else v
+                for k, v in self.details.items()
+                if isinstance(v, int | float | str | bool)
+            }
+        )
         return meta
+
+
+@dataclass
+class Agreement:
+    """How the other adjusted ATE estimates of the effects table relate to the headline."""
+
+    others: dict[str, tuple[float, float]]  # estimator -> (estimate, standard error)
+    disagreeing: list[str]
+
+    @property
+    def estimators_disagree(self) -> bool:
+        return bool(self.disagreeing)
+
+    def describe(self) -> str:
+        if not self.others:
+            return "no other adjusted estimator to compare with"
+        if not self.disagreeing:
+            return "the other adjusted estimators agree with it (" + ", ".join(self.others) + ")"
+        return "it disagrees with " + ", ".join(f"{n} ({self.others[n][0]:+.4f})" for n in self.disagreeing)
 
 
 def headline(effects: pl.DataFrame) -> Headline | None:
@@ -97,77 +130,116 @@ def headline(effects: pl.DataFrame) -> Headline | None:
     row = ate.row(0, named=True)
     if row["estimate"] is None or not math.isfinite(row["estimate"]):
         return None
-    name = row["estimator"]
+    nan = float("nan")
     return Headline(
-        estimator=name,
+        estimator=row["estimator"],
         estimate=float(row["estimate"]),
-        ci_low=float(row["ci_low"]) if row["ci_low"] is not None else float("nan"),
-        ci_high=float(row["ci_high"]) if row["ci_high"] is not None else float("nan"),
-        reestimator=name if name in ESTIMATORS else "doubly_robust",
+        ci_low=float(row["ci_low"]) if row["ci_low"] is not None else nan,
+        ci_high=float(row["ci_high"]) if row["ci_high"] is not None else nan,
     )
+
+
+def adjusted_rows(effects: pl.DataFrame) -> int:
+    """How many ATE rows of ``effects`` come from an adjusted estimator (not the naive one)."""
+    return effects.filter((pl.col("estimand") == "ATE") & (pl.col("estimator") != "naive")).height
+
+
+def agreement(effects: pl.DataFrame, head: Headline) -> Agreement:
+    """The other adjusted ATE rows (not the naive one) and which of them disagree with the
+    headline by more than 1.96 standard errors of their difference."""
+    others: dict[str, tuple[float, float]] = {}
+    for row in effects.filter(pl.col("estimand") == "ATE").iter_rows(named=True):
+        name = row["estimator"]
+        values = (row["estimate"], row["ci_low"], row["ci_high"])
+        if name in (head.estimator, "naive") or any(v is None or not math.isfinite(v) for v in values):
+            continue
+        others[name] = (float(row["estimate"]), (float(row["ci_high"]) - float(row["ci_low"])) / (2 * Z95))
+    disagreeing = [
+        n for n, (est, se) in others.items() if abs(est - head.estimate) > Z95 * math.hypot(se, head.stderr) + 1e-12
+    ]
+    return Agreement(others, disagreeing)
 
 
 def not_applicable(name: str, assumption: str, why: str) -> Refutation:
     return Refutation(name, True, assumption, f"not applicable: {why}", applicable=False)
 
 
-def _estimate(head: Headline, data: pl.DataFrame, adjust: list[str], t: str, y: str, clip: float) -> float:
-    # Uncalibrated propensities: refutation compares re-estimates with each other (or with
-    # zero), so it needs the same estimator throughout, not the headline's last decimal.
-    adjust = [] if head.reestimator == "naive" else adjust
-    return point_estimate(head.reestimator, data, adjust, t, y, clip, calibrate=False)
+def assignment_propensity(inputs: EffectInputs, seed: int) -> np.ndarray:
+    """P(exposed | every observed pre-exposure feature): the model placebos are drawn from."""
+    if inputs.features is not None:
+        columns = inputs.features.feature_columns
+        w, t, _ = inputs.features.arrays(columns)
+        categorical = [c in set(inputs.features.categorical) for c in columns]
+    else:
+        observed = [c for c in inputs.variables.columns if c not in (inputs.treatment, inputs.outcome)]
+        codes = [inputs.variables[c].cast(pl.String).rank("dense").to_numpy() - 1 for c in observed]
+        w = np.column_stack(codes).astype(float) if codes else np.zeros((inputs.variables.height, 1))
+        t = inputs.variables[inputs.treatment].cast(pl.Int64).to_numpy()
+        categorical = [True] * len(codes) if codes else [False]
+    if w.shape[1] == 0:
+        return np.full(len(t), t.mean())
+    model = HistGradientBoostingClassifier(
+        max_iter=100,
+        early_stopping=True,
+        categorical_features=categorical if any(categorical) else None,
+        random_state=seed,
+    )
+    return model.fit(w, t).predict_proba(w)[:, 1]
 
 
 def placebo_treatment(
     head: Headline,
-    data: pl.DataFrame,
-    adjust: list[str],
-    treatment: str,
-    outcome: str,
-    n_simulations: int = 2,
+    inputs: EffectInputs,
+    reestimate: Reestimate,
+    agree: Agreement,
+    n_simulations: int = 1,
     abs_tolerance: float = 0.005,
-    clip: float = 0.02,
     seed: int = 0,
 ) -> Refutation:
-    """Placebo exposures (permuted; drawn from the assignment model on every observed
-    pre-exposure variable) must have an adjusted effect near zero."""
-    assumption = "the adjustment set blocks every backdoor path through the observed variables"
+    """Placebo exposures (permuted; drawn from the assignment model) must have no effect."""
+    assumption = "the adjustment blocks every backdoor path through the observed variables"
     rng = np.random.default_rng(seed)
-    observed = [c for c in data.columns if c not in (treatment, outcome)]
-    t = data[treatment].cast(pl.Int64).to_numpy()
-    e_all = propensity_scores(one_hot(data, observed), t, clip)
+    t = inputs.variables[inputs.treatment].cast(pl.Int64).to_numpy()
+    e_all = assignment_propensity(inputs, seed)
     draws: dict[str, list[float]] = {"permuted": [], "assignment": []}
     for _ in range(max(1, n_simulations)):
         for kind in draws:
             placebo = rng.permutation(t) if kind == "permuted" else (rng.random(len(t)) < e_all).astype(np.int64)
-            frame = data.with_columns(pl.Series(treatment, placebo.astype(str)))
-            draws[kind].append(_estimate(head, frame, adjust, treatment, outcome, clip))
-    means = {k: float(np.mean(v)) for k, v in draws.items()}
-    tolerance = max(abs_tolerance, head.half_width)
-    worst = max(means, key=lambda k: abs(means[k]))
-    passed = all(abs(v) <= tolerance for v in means.values())
+            draws[kind].append(reestimate(inputs.with_treatment(placebo)))
+    means = {k: float(np.nanmean(v)) for k, v in draws.items()}
+    # A 99% band of one placebo estimate (its spread is about the headline's standard error),
+    # so that four refuters together rarely cry wolf.
+    tolerance = max(abs_tolerance, Z99 * head.stderr / math.sqrt(max(1, n_simulations)))
+    worst = max(means, key=lambda k: abs(means[k]) if math.isfinite(means[k]) else -1.0)
+    passed = all(math.isfinite(v) and abs(v) <= tolerance for v in means.values())
+    cause = ""
     if passed:
         message = (
             f"placebo exposures have no effect, as they must: {means['permuted']:+.4f} (permuted), "
             f"{means['assignment']:+.4f} (drawn from the assignment model); tolerance ±{tolerance:.4f}"
         )
     elif worst == "assignment":
+        cause = "missing adjustment" if not agree.estimators_disagree else MISSPECIFIED
         message = (
             f"a placebo drawn from the exposure's assignment model shows an 'effect' of {means[worst]:+.4f} "
-            f"(tolerance ±{tolerance:.4f}) after adjusting for {adjust or 'nothing'}: broken assumption: {assumption}. "
-            "An observed variable that drives exposure also drives the outcome but is not adjusted for: the graph "
-            "is missing an edge into the outcome (or exposure)"
+            f"(tolerance ±{tolerance:.4f}): broken assumption: {assumption}. "
         )
-        extreme = float(np.mean((e_all <= 2 * clip) | (e_all >= 1 - 2 * clip)))
-        if extreme > 0.05:
+        if cause == MISSPECIFIED:
             message += (
-                f"; or thin overlap: {extreme:.0%} of rows have an exposure propensity within {2 * clip:g} of 0 or 1"
+                f"The headline's estimator ({head.estimator}) is most likely misspecified: {agree.describe()}; its "
+                "models miss part of how the observed variables drive exposure (try flexible nuisance models)"
+            )
+        else:
+            message += (
+                "An observed variable that drives exposure also drives the outcome but is not adjusted for: the "
+                "graph is most likely missing an edge into the outcome or the exposure"
             )
     else:
+        cause = MISSPECIFIED
         message = (
             f"a permuted placebo exposure shows an 'effect' of {means[worst]:+.4f} (tolerance ±{tolerance:.4f}): "
-            "broken assumption: the estimator finds no effect where there is none (check for outcome information "
-            "leaking into the variables, or an overfitted outcome model)"
+            f"broken assumption: the estimator finds no effect where there is none. {head.estimator} is most likely "
+            "misspecified or overfitted (or outcome information leaks into the variables)"
         )
     return Refutation(
         "placebo_treatment",
@@ -177,38 +249,35 @@ def placebo_treatment(
         original=head.estimate,
         refuted=means[worst],
         tolerance=tolerance,
+        cause=cause,
         details={"placebo_permuted": means["permuted"], "placebo_assignment": means["assignment"]},
     )
 
 
 def random_common_cause(
     head: Headline,
-    data: pl.DataFrame,
-    adjust: list[str],
-    treatment: str,
-    outcome: str,
-    n_simulations: int = 2,
+    inputs: EffectInputs,
+    reestimate: Reestimate,
+    n_simulations: int = 1,
     levels: int = 8,
     abs_tolerance: float = 0.005,
-    clip: float = 0.02,
     seed: int = 0,
 ) -> Refutation:
     """Adjusting for an added independent random variable must leave the estimate where it was."""
     assumption = "the estimate rests on the adjustment set, not on incidental cells of the data"
     rng = np.random.default_rng(seed + 1)
-    base = _estimate(head, data, adjust, treatment, outcome, clip)
-    shifts = []
-    for _ in range(max(1, n_simulations)):
-        noise = pl.Series(RANDOM_CAUSE, rng.integers(0, levels, data.height).astype(str))
-        frame = data.with_columns(noise)
-        shifts.append(_estimate(head, frame, adjust + [RANDOM_CAUSE], treatment, outcome, clip) - base)
-    shift = float(np.max(np.abs(shifts)))
-    tolerance = max(abs_tolerance, 0.25 * head.half_width)
+    base = head.estimate  # the estimators are deterministic given their seed: no refit needed
+    shifts = [
+        reestimate(inputs.with_common_cause(RANDOM_CAUSE, rng.normal(size=inputs.variables.height), levels)) - base
+        for _ in range(max(1, n_simulations))
+    ]
+    shift = float(np.nanmax(np.abs(shifts))) if np.isfinite(shifts).any() else float("inf")
+    tolerance = max(abs_tolerance, 0.5 * head.half_width)
     passed = shift <= tolerance
     message = (
         f"adding a random common cause moves the estimate by at most {shift:.4f} (tolerance {tolerance:.4f})"
         if passed
-        else f"adding an independent random variable to the adjustment set moves the estimate by {shift:.4f} "
+        else f"adding an independent random variable to the adjustment moves the estimate by {shift:.4f} "
         f"(tolerance {tolerance:.4f}): broken assumption: {assumption}. The estimate is fragile: thin overlap "
         "between exposed and unexposed rows, or nuisance models that overfit"
     )
@@ -218,35 +287,31 @@ def random_common_cause(
         assumption,
         message,
         original=base,
-        refuted=base + float(np.mean(shifts)),
+        refuted=base + float(np.nanmean(shifts)),
         tolerance=tolerance,
+        cause="" if passed else MISSPECIFIED,
         details={"largest_shift": shift},
     )
 
 
 def random_halves(
     head: Headline,
-    data: pl.DataFrame,
-    adjust: list[str],
-    treatment: str,
-    outcome: str,
-    n_splits: int = 5,
+    inputs: EffectInputs,
+    reestimate: Reestimate,
+    n_splits: int = 1,
     abs_tolerance: float = 0.005,
-    clip: float = 0.02,
     seed: int = 0,
 ) -> Refutation:
-    """Random halves of the log must each give an estimate within the full estimate's interval
-    (on average over halves: a half's estimate deviates from the full one by about one
-    standard error)."""
+    """A random half of the log (one per split) must give an estimate near the full one: a
+    half's estimate deviates from the full one by about one standard error of the full
+    estimate. Its complement is not estimated: it says little more, at the cost of a refit."""
     assumption = "the interval reflects the estimate's real sampling variability (enough overlap and data)"
     rng = np.random.default_rng(seed + 2)
-    base = _estimate(head, data, adjust, treatment, outcome, clip)
+    n = inputs.variables.height
     halves = []
     for _ in range(max(1, n_splits)):
-        order = rng.permutation(data.height)
-        for part in (order[: data.height // 2], order[data.height // 2 :]):
-            halves.append(_estimate(head, data[np.sort(part)], adjust, treatment, outcome, clip))
-    deviations = np.abs(np.array(halves) - base)
+        halves.append(reestimate(inputs.take(np.sort(rng.permutation(n)[: n // 2]))))
+    deviations = np.abs(np.array(halves) - head.estimate)
     typical = float(np.nanmean(deviations)) if np.isfinite(deviations).any() else float("inf")
     tolerance = max(abs_tolerance, head.half_width)
     passed = typical <= tolerance
@@ -264,113 +329,148 @@ def random_halves(
         passed,
         assumption,
         message,
-        original=base,
+        original=head.estimate,
         refuted=float(np.nanmean(halves)),
         tolerance=tolerance,
+        cause="" if passed else "thin overlap",
         details={"mean_deviation": typical, "halves": len(halves)},
     )
 
 
+def largest_shift(train: PairFeatures, test: PairFeatures) -> tuple[str, float]:
+    """The feature whose mean differs most between training and slice pairs (in training
+    standard deviations): a large one means the slice's pairs are not like the log's."""
+    worst, value = "", 0.0
+    for column in train.feature_columns:
+        if column not in test.frame.columns:
+            continue
+        sd = train.frame[column].std()
+        if not sd:
+            continue
+        gap = abs((test.frame[column].mean() or 0.0) - (train.frame[column].mean() or 0.0)) / sd
+        if gap > value:
+            worst, value = column, float(gap)
+    return worst, value
+
+
 def randomized_slice(
     head: Headline,
-    train: pl.DataFrame,
-    test: pl.DataFrame,
-    adjust: list[str],
-    treatment: str,
-    outcome: str,
+    inputs: EffectInputs,
+    agree: Agreement,
     abs_tolerance: float = 0.005,
-    clip: float = 0.02,
-    min_rows_per_arm: int = 30,
 ) -> Refutation:
-    """On a test slice with randomized exposure, the observational model's effect on the
-    slice's pairs must agree with the slice's difference in means."""
+    """The headline must agree with the randomized slice's difference in means, and when it
+    does not, the other estimators say whether it is the headline or the data."""
     assumption = "no unobserved common cause of exposure and outcome (the adjustment set is sufficient)"
-    if test.is_empty():
+    test = inputs.test
+    if test is None or test.height == 0:
         return not_applicable("randomized_slice", assumption, "the data has no split = test slice")
-    t_test = test[treatment].cast(pl.Int64).to_numpy()
-    if min(int(t_test.sum()), int((1 - t_test).sum())) < min_rows_per_arm:
+    randomized, se_slice, n1, n0 = test.difference_in_means()
+    if min(n1, n0) < MIN_ROWS_PER_ARM or not math.isfinite(se_slice):
         return not_applicable(
-            "randomized_slice", assumption, f"the test slice has fewer than {min_rows_per_arm} rows in an exposure arm"
+            "randomized_slice", assumption, f"the test slice has fewer than {MIN_ROWS_PER_ARM} rows in an exposure arm"
         )
-    y_test = test[outcome].cast(pl.Float64).to_numpy()
-    p1, p0 = y_test[t_test == 1].mean(), y_test[t_test == 0].mean()
-    randomized = float(p1 - p0)
-    se_randomized = math.sqrt(
-        y_test[t_test == 1].var() / max(1, int(t_test.sum()))
-        + y_test[t_test == 0].var() / max(1, int((1 - t_test).sum()))
-    )
-    t_train = train[treatment].cast(pl.Int64).to_numpy()
-    y_train = train[outcome].cast(pl.Float64).to_numpy()
-    columns = [c for c in adjust if c in test.columns]
-    reference = train.select(columns).to_dummies().columns if columns else None
-    design_train = one_hot(train, columns)
-    e = propensity_scores(design_train, t_train, clip)
-    weights = np.where(t_train == 1, 1.0 / e, 1.0 / (1.0 - e))
-    design_all = np.vstack([design_train, one_hot(test, columns, reference)])
-    treated_all = np.concatenate([t_train, np.full(test.height, -1)])  # test rows: predicted, never fitted
-    y_all = np.concatenate([y_train, np.zeros(test.height)])
-    w_all = np.concatenate([weights, np.zeros(test.height)])
-    mu0, mu1 = arm_predictions(design_all, treated_all, y_all, w_all)
-    observational = float(np.mean(mu1[len(t_train) :] - mu0[len(t_train) :]))
-    se_observational = head.half_width / 1.96
-    tolerance = 1.96 * math.hypot(se_randomized, se_observational) + abs_tolerance
-    gap = observational - randomized
-    passed = abs(gap) <= tolerance
+
+    def tolerance_for(se: float) -> float:
+        return max(abs_tolerance, Z95 * math.hypot(se_slice, se))
+
+    tolerance = tolerance_for(head.stderr)
+    gap = head.estimate - randomized
+    details: dict[str, Any] = {"test_rows": test.height, "randomized_se": se_slice}
+    if abs(gap) <= tolerance:
+        message = (
+            f"the headline ({head.estimator}, {head.estimate:+.4f}) agrees with the randomized slice's difference in "
+            f"means ({randomized:+.4f} ± {Z95 * se_slice:.4f}); tolerance ±{tolerance:.4f}"
+        )
+        return Refutation(
+            "randomized_slice", True, assumption, message, head.estimate, randomized, tolerance, details=details
+        )
+    agreeing = [n for n, (est, se) in agree.others.items() if abs(est - randomized) <= tolerance_for(se)]
+    same_side = all(np.sign(est - randomized) == np.sign(gap) for est, _ in agree.others.values())
     message = (
-        f"the observational estimate on the randomized slice's pairs ({observational:+.4f}) agrees with the slice's "
-        f"difference in means ({randomized:+.4f}); tolerance ±{tolerance:.4f}"
-        if passed
-        else f"the observational estimate on the randomized slice's pairs ({observational:+.4f}) disagrees with what "
-        f"randomized exposure shows ({randomized:+.4f}) by {gap:+.4f} (tolerance ±{tolerance:.4f}): broken "
-        f"assumption: {assumption}. Something that drives both exposure and outcome is not among the variables "
-        f"(or the graph misses it)"
+        f"the headline ({head.estimator}, {head.estimate:+.4f}) disagrees with what randomized exposure shows "
+        f"({randomized:+.4f} ± {Z95 * se_slice:.4f}) by {gap:+.4f} (tolerance ±{tolerance:.4f}). "
     )
+    if agreeing:
+        cause = MISSPECIFIED
+        message += (
+            f"Most likely cause: {cause} of the headline's estimator, not an unobserved confounder: "
+            f"{', '.join(f'{n} ({agree.others[n][0]:+.4f})' for n in agreeing)} agree(s) with the randomized slice on "
+            f"the same adjustment set. {head.estimator}'s models miss part of the observed confounding "
+            "(interactions, thresholds on numbers, binned variables): use the agreeing estimator or flexible "
+            "nuisance models"
+        )
+    elif agree.estimators_disagree and not same_side:
+        cause = MISSPECIFIED
+        message += (
+            f"Most likely cause: {cause}: the estimators disagree with each other ({agree.describe()}) and fall on "
+            "both sides of the randomized slice; fix the estimators before reading this as unobserved confounding"
+        )
+    else:
+        cause = UNOBSERVED
+        alike = ", ".join(agree.others) or "the only estimator run"
+        message += (
+            f"Most likely cause: {cause}: the observational estimators ({head.estimator}, {alike}) lie on the same "
+            f"side of the randomized slice; broken assumption: {assumption}. Something that drives both exposure and "
+            "outcome is not among the variables (or the graph misses it)"
+        )
+    column, shift = largest_shift(inputs.features, test) if inputs.features is not None else ("", 0.0)
+    if shift > 0.25:
+        message += (
+            f". Note: the slice's pairs differ from the log's ({column} by {shift:.2f} standard deviations), so "
+            "effect heterogeneity may explain part of the gap"
+        )
+    details |= {"largest_feature_shift": shift, "agreeing_estimators": ", ".join(agreeing) or "none"}
     return Refutation(
         "randomized_slice",
-        passed,
+        False,
         assumption,
         message,
-        original=observational,
-        refuted=randomized,
-        tolerance=tolerance,
-        details={"test_rows": test.height, "randomized_se": se_randomized},
+        head.estimate,
+        randomized,
+        tolerance,
+        cause=cause,
+        details=details,
     )
 
 
 def run_refutations(
     effects: pl.DataFrame,
-    variables: pl.DataFrame,
-    edges: list[tuple[str, str]],
-    test_variables: pl.DataFrame | None,
-    treatment: str = TREATMENT,
-    outcome: str = OUTCOME,
-    n_simulations: int = 2,
-    n_splits: int = 5,
+    inputs: EffectInputs,
+    reestimate: Callable[[EffectInputs, str], float],
+    n_simulations: int = 1,
+    n_splits: int = 1,
     abs_tolerance: float = 0.005,
-    clip: float = 0.02,
     seed: int = 0,
     log: Any = None,
+    reference: pl.DataFrame | None = None,
 ) -> list[Refutation]:
-    """Every refuter of ``REFUTERS`` on the headline estimate of ``effects``."""
+    """Every refuter of ``REFUTERS`` on the headline of ``effects``, re-estimated by
+    ``reestimate(inputs, estimator)`` (the effects plugin's own). ``reference`` holds more ATE
+    rows to weigh the headline against (another plugin's, when ``effects`` has no other)."""
     head = headline(effects)
-    if head is None or variables[treatment].n_unique() < 2:
+    if head is None or inputs.variables[inputs.treatment].n_unique() < 2:
         why = "the effect of exposure is not identifiable here (exposure takes one value, e.g. rating data)"
         return [not_applicable(name, "identifiability", why) for name in REFUTERS]
-    adjust = [v for v in adjustment_set(edges, treatment, outcome) if v in variables.columns]
-    test = test_variables if test_variables is not None else variables.clear()
-    common = dict(abs_tolerance=abs_tolerance, clip=clip)
-    args = (head, variables, adjust, treatment, outcome)
-    refuters = {
-        "placebo_treatment": partial(placebo_treatment, *args, n_simulations, seed=seed, **common),
-        "random_common_cause": partial(random_common_cause, *args, n_simulations, seed=seed, **common),
-        "random_halves": partial(random_halves, *args, n_splits, seed=seed, **common),
-        "randomized_slice": partial(randomized_slice, head, variables, test, adjust, treatment, outcome, **common),
+
+    def own(changed: EffectInputs) -> float:
+        return reestimate(changed, head.estimator)
+
+    pool = effects if reference is None else pl.concat([effects, reference.select(effects.columns)])
+    agree = agreement(pool, head)
+    refuters: dict[str, Callable[[], Refutation]] = {
+        "placebo_treatment": lambda: placebo_treatment(head, inputs, own, agree, n_simulations, abs_tolerance, seed),
+        "random_common_cause": lambda: random_common_cause(
+            head, inputs, own, n_simulations, abs_tolerance=abs_tolerance, seed=seed
+        ),
+        "random_halves": lambda: random_halves(head, inputs, own, n_splits, abs_tolerance, seed),
+        "randomized_slice": lambda: randomized_slice(head, inputs, agree, abs_tolerance),
     }
     results = []
     for name, refute in refuters.items():
         start = time.perf_counter()
         results.append(refute())
         if log is not None:
-            verdict = "passed" if results[-1].passed else "FAILED"
+            verdict = "passed" if results[-1].passed else f"FAILED ({results[-1].cause or 'see message'})"
             log.info(f"refutation {name}: {verdict} ({time.perf_counter() - start:.1f}s)")
     return results

@@ -27,6 +27,11 @@ def summarise(root: Path, users: int = 3) -> str:
         lines.append(f"naive difference:      {naive['estimate'][0]:+.4f}")
     for row in ate.iter_rows(named=True):
         lines.append(f"  {row['estimator']:<14} {row['estimate']:+.4f}  [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]")
+    facts = effects_metadata()
+    if "headline_reason" in facts:
+        lines.append(f"why {head['estimator']}: {facts['headline_reason']}")
+    if "refuted" in facts:
+        lines.append(f"refuted by the checks: {facts['refuted']}")
     graph = json.loads((root / "causal_graph.json").read_text())
     lines += ["", f"causal graph: {len(graph['edges'])} edges; adjustment set: {graph.get('adjustment_set')}"]
     recs = pl.read_parquet(root / "recommendations.parquet")
@@ -35,6 +40,18 @@ def summarise(root: Path, users: int = 3) -> str:
         top = recs.filter(pl.col("user_id") == user).sort("rank").head(5)
         items = ", ".join(f"{i} ({s:+.3f})" for i, s in zip(top["item_id"], top["score"], strict=True))
         lines.append(f"  {user}: {items}")
+    truth_uplift = root / "true_uplift.parquet"
+    if truth_uplift.exists():
+        from causalrec_assets.candidates import unseen_pairs
+        from causalrec_assets.evaluation import uplift_capture
+
+        candidates = unseen_pairs(
+            pl.read_parquet(root / "users.parquet"),
+            pl.read_parquet(root / "items.parquet"),
+            pl.read_parquet(root / "interactions.parquet"),
+        )
+        share = uplift_capture(recs, pl.read_parquet(truth_uplift), candidates)
+        lines.append(f"  top-{recs['rank'].max()} uplift captured (simulator): {share:.3f} of an oracle's")
     evaluation = root / "evaluation.parquet"
     if evaluation.exists():
         metrics = pl.read_parquet(evaluation)
@@ -44,6 +61,22 @@ def summarise(root: Path, users: int = 3) -> str:
             + ", ".join(f"{m}={v:.4f}" for m, v in metrics.iter_rows() if m != "test_rows"),
         ]
     return "\n".join(lines)
+
+
+def effects_metadata() -> dict[str, str]:
+    """The latest ``treatment_effects`` materialization's metadata from the Dagster instance
+    (``DAGSTER_HOME``), as text; empty when there is no instance or no materialization."""
+    try:
+        import dagster as dg
+
+        with dg.DagsterInstance.get() as instance:
+            event = instance.get_latest_materialization_event(dg.AssetKey("treatment_effects"))
+    except Exception:  # no DAGSTER_HOME, or an instance this process cannot open: the files still tell
+        return {}
+    materialization = event.asset_materialization if event is not None else None
+    if materialization is None:
+        return {}
+    return {key: str(value.value) for key, value in materialization.metadata.items()}
 
 
 def main() -> int:

@@ -43,6 +43,7 @@ from causalrec_assets.bayesnet import fit_network
 from causalrec_assets.contracts import KEY_COLUMNS, REQUIRED_COLUMNS, SPLITS, harmonise_id_types, train_rows
 from causalrec_assets.contracts import test_rows as _test_rows
 from causalrec_assets.embeddings import embedding_frame, item_texts, user_profiles
+from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.plugin_api import (
     EFFECT_COLUMNS,
     STAGE_BASES,
@@ -199,8 +200,19 @@ class StageInputs:
     edges: list[tuple[str, str]]
 
     def effect_inputs(self) -> EffectInputs:
+        """As the pipeline builds them: the discrete table, the network, and the same training
+        pairs as row-level features, plus the test slice's pairs."""
+        log = self.world.interactions
+        featurizer = PairFeaturizer().fit(
+            self.world.users, self.world.items, train_rows(log), self.item_embeddings, self.item_topics
+        )
+        test = _test_rows(log)
         return EffectInputs(
-            variables=self.variables, edges=list(self.edges), network=fit_network(self.variables, self.edges)
+            variables=self.variables,
+            edges=list(self.edges),
+            network=fit_network(self.variables, self.edges),
+            features=featurizer.features(train_rows(log)),
+            test=featurizer.features(test) if test.height else None,
         )
 
     def ranking_inputs(self) -> RankingInputs:
@@ -221,6 +233,9 @@ class StageInputs:
             edges=list(self.edges),
             network=fit_network(self.variables, self.edges),
             treatment_effects=treatment_effects,
+            pair_featurizer=PairFeaturizer().fit(
+                self.world.users, self.world.items, train_rows(interactions), self.item_embeddings, self.item_topics
+            ),
         )
 
 
@@ -947,17 +962,19 @@ class Kit:
 
     def _effects_empty_input(self) -> str:
         base = self.inputs.effect_inputs()
-        empty = dataclasses.replace(base, variables=base.variables.head(0), network=None)
+        empty = base.take(np.arange(0))
         self._check_not_identifiable(self._estimate(empty, "estimate() on no rows"), "estimate() on no rows")
-        one_arm = base.variables.filter(pl.col(TREATMENT) == "1")
-        single = dataclasses.replace(base, variables=one_arm, network=None)
+        single = base.take(np.flatnonzero((base.variables[TREATMENT] == "1").to_numpy()))
         what = "estimate() where every row is treated"
         self._check_not_identifiable(self._estimate(single, what), what)
         return "not identifiable: NaN headline"
 
     def _effects_malformed_input(self) -> str:
         base = self.inputs.effect_inputs()
-        broken = dataclasses.replace(base, variables=base.variables.drop(OUTCOME), network=None)
+        features = base.features
+        if features is not None:
+            features = dataclasses.replace(features, frame=features.frame.drop(OUTCOME))
+        broken = dataclasses.replace(base, variables=base.variables.drop(OUTCOME), network=None, features=features)
         exc = self._expect_raise(
             "estimate() on a table without the outcome column",
             lambda: self.make().estimate(broken, self.context()),  # type: ignore[attr-defined]

@@ -7,20 +7,25 @@ the item's training rows), ``affinity`` (binned cosine between the user's taste 
 both from the text embeddings), then ``exposure`` and the binarised ``outcome``. The encoder
 is fitted on the training log and applied unchanged to any other pairs (ranking candidates).
 
-``affinity`` must be a pre-treatment variable of the pair it describes. The ``user_embeddings``
-asset averages the items a user engaged with, the pair's own item included when its outcome
-was positive, and that outcome is caused by the pair's exposure: an affinity built on it
-would be a descendant of exposure (adjusting for it biases the effect). So the user's taste
-is rebuilt here *leave-one-out*: the mean embedding of the items with a positive training
-outcome other than the pair's own item. Other pairs' outcomes are not caused by this pair's
-exposure (no interference between pairs is assumed, as everywhere in the pipeline), so the
-leave-one-out affinity is pre-treatment; a user with no other positive gets the state
-``none``. Pairs outside the training log (ranking candidates, the test slice) have no own
-row to leave out and use the whole profile, which is the same definition.
+``affinity`` must be a pre-treatment variable of the pair it describes, and a taste built
+from outcomes must not give a pair's own outcome away. The ``user_embeddings`` asset averages
+the items a user engaged with, the pair's own item included when its outcome was positive,
+and that outcome is caused by the pair's exposure: an affinity built on it would be a
+descendant of exposure. Leaving only the pair's own row out is not enough either: every
+negative row of a user then shares one profile and every positive row has a profile of its
+own, so a flexible model that recognises the user reads the outcome off the profile (a
+boosted outcome model's held-out log loss fell from 0.48 to 0.30 on such features). So the
+taste is *cross-fitted*: each user's logged items are split into two fixed halves, and a
+pair's profile is the mean embedding of the positive items in the *other* half. Other
+pairs' outcomes are not caused by this pair's exposure (no interference between pairs is
+assumed, as everywhere in the pipeline), and no pair's profile depends on its own outcome, so
+the affinity is pre-treatment; a pair whose other half holds no positive gets the state
+``none``. Pairs outside the training log (ranking candidates, the test slice) use both halves.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +41,18 @@ POPULARITY = "item_popularity"
 AFFINITY = "affinity"
 MISSING = "missing"
 NO_PROFILE = "none"
+
+
+def attribute_names(users: pl.DataFrame, items: pl.DataFrame) -> list[tuple[str, str, str]]:
+    """``(table, column, variable name)`` of every attribute: a column that both tables have
+    is named ``user_<col>`` / ``item_<col>``, so the two never collide."""
+    user_attrs, item_attrs = attribute_columns(users), attribute_columns(items)
+    clash = set(user_attrs) & set(item_attrs)
+    out = []
+    for table, attrs in (("users", user_attrs), ("items", item_attrs)):
+        prefix = "user_" if table == "users" else "item_"
+        out += [(table, col, prefix + col if col in clash else col) for col in attrs]
+    return out
 
 
 def binarise_threshold(outcome: pl.Series) -> float:
@@ -102,15 +119,11 @@ class VariableEncoder:
         (``item_id, embedding``) the ``affinity`` variable is made too: every caller that must
         agree on the variables (structure, effects checks, ranking) passes the same inputs."""
         self.codings, self.skipped = [], {}
-        user_attrs, item_attrs = attribute_columns(users), attribute_columns(items)
-        clash = set(user_attrs) & set(item_attrs)
-        for table, frame, attrs in (("users", users, user_attrs), ("items", items, item_attrs)):
-            prefix = "user_" if table == "users" else "item_"
-            for col in attrs:
-                name = prefix + col if col in clash else col
-                coding = self._code_column(frame[col], col, table, name)
-                if coding is not None:
-                    self.codings.append(coding)
+        for table, col, name in attribute_names(users, items):
+            frame = users if table == "users" else items
+            coding = self._code_column(frame[col], col, table, name)
+            if coding is not None:
+                self.codings.append(coding)
         counts = train.group_by("item_id").len()
         pop = items.select("item_id").join(counts, on="item_id", how="left").fill_null(0)["len"]
         self.popularity_edges = _quantile_edges(pop.cast(pl.Float64), self.n_bins)
@@ -200,18 +213,20 @@ class VariableEncoder:
 
 @dataclass
 class Affinity:
-    """Leave-one-out cosine between a user's taste and an item (see the module docstring).
+    """Cosine between a user's taste and an item, the taste cross-fitted (see the module
+    docstring): every logged training pair belongs to one half of its user's log, and its
+    profile is the mean unit vector of the positive items of the *other* half.
 
-    ``sums`` holds, per user, the sum of the unit item vectors of their positive training
-    rows and ``counts`` how many; ``own`` counts each (user, item) pair's positive rows, which
-    are left out of that pair's profile."""
+    ``sums[u, h]`` holds the sum of the unit item vectors of user ``u``'s positive training
+    rows in half ``h``, ``counts[u, h]`` how many; ``halves`` gives each logged pair's half.
+    Pairs that are not in the training log (ranking candidates, the test slice) use both."""
 
     users: pl.DataFrame  # user_id, _u (row of sums)
     items: pl.DataFrame  # item_id, _i (row of vectors)
     vectors: np.ndarray  # unit item vectors
-    sums: np.ndarray
-    counts: np.ndarray
-    own: pl.DataFrame  # user_id, item_id, _own
+    sums: np.ndarray  # (users, 2, dim)
+    counts: np.ndarray  # (users, 2)
+    halves: pl.DataFrame  # user_id, item_id, _h
     edges: list[float] = field(default_factory=list)
     why_not: str = ""
 
@@ -222,48 +237,102 @@ class Affinity:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms == 0, 1.0, norms)
         items = pl.DataFrame({"item_id": ids, "_i": np.arange(len(ids), dtype=np.int64)})
-        positive = (
+        users = train.select("user_id").unique(maintain_order=True).with_row_index("_u").select("user_id", "_u")
+        users = users.with_columns(pl.col("_u").cast(pl.Int64))
+        halves = log_halves(train)
+        rows = (
             train.filter(pl.col(OUTCOME).cast(pl.Float64) >= threshold)
             .select("user_id", "item_id")
             .join(items, on="item_id", how="inner")
+            .join(users, on="user_id", how="inner")
+            .join(halves, on=["user_id", "item_id"], how="inner")
         )
-        users = train.select("user_id").unique(maintain_order=True).with_row_index("_u").select("user_id", "_u")
-        users = users.with_columns(pl.col("_u").cast(pl.Int64))
-        rows = positive.join(users, on="user_id", how="inner")
-        sums = np.zeros((users.height, vectors.shape[1]))
-        np.add.at(sums, rows["_u"].to_numpy(), vectors[rows["_i"].to_numpy()])
-        counts = np.bincount(rows["_u"].to_numpy(), minlength=users.height).astype(np.float64)
-        own = positive.group_by("user_id", "item_id").len("_own")
-        model = cls(users, items, vectors, sums, counts, own)
+        u, h, i = rows["_u"].to_numpy(), rows["_h"].to_numpy(), rows["_i"].to_numpy()
+        sums = np.zeros((users.height, 2, vectors.shape[1]))
+        np.add.at(sums, (u, h), vectors[i])
+        counts = np.zeros((users.height, 2))
+        np.add.at(counts, (u, h), 1.0)
+        model = cls(users, items, vectors, sums, counts, halves)
         raw = model.raw(train)
         finite = raw[np.isfinite(raw)]
         if finite.size == 0:
-            model.why_not = "no user has a positive outcome on another item"
+            model.why_not = "no user has a positive outcome in the other half of their log"
         else:
             model.edges = _quantile_edges(pl.Series(finite), n_bins)
         return model
 
-    def raw(self, pairs: pl.DataFrame) -> np.ndarray:
-        """Cosine per pair; NaN where there is no profile (``none``) or no item vector."""
+    def _index(self, pairs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pair: the user's row (-1: no training rows), the item's row (-1: no vector) and
+        the pair's half of the log (-1: not a logged training pair)."""
         frame = (
             pairs.select("user_id", "item_id")
             .join(self.users, on="user_id", how="left", maintain_order="left")
             .join(self.items, on="item_id", how="left", maintain_order="left")
-            .join(self.own, on=["user_id", "item_id"], how="left", maintain_order="left")
+            .join(self.halves, on=["user_id", "item_id"], how="left", maintain_order="left")
         )
-        u = frame["_u"].fill_null(-1).to_numpy()
-        i = frame["_i"].fill_null(-1).to_numpy()
-        k = frame["_own"].fill_null(0).cast(pl.Float64).to_numpy()
-        out = np.full(frame.height, np.nan)
-        ok = (u >= 0) & (i >= 0)
-        ok[ok] &= self.counts[u[ok]] - k[ok] > 0
-        idx = np.flatnonzero(ok)
-        for start in range(0, idx.size, 20_000):  # bounded memory on large candidate sets
-            part = idx[start : start + 20_000]
-            s, e, kk = self.sums[u[part]], self.vectors[i[part]], k[part]
-            dot = np.einsum("ij,ij->i", s, e)
-            norm2 = np.einsum("ij,ij->i", s, s) - 2 * kk * dot + kk * kk  # |s - k e|², e of unit norm
-            out[part] = (dot - kk) / np.sqrt(np.maximum(norm2, 1e-12))
+        return tuple(frame[c].fill_null(-1).to_numpy() for c in ("_u", "_i", "_h"))  # type: ignore[return-value]
+
+    def _profiles(self, u: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sum of vectors and count of each row's profile: the other half, or both halves."""
+        logged = h >= 0
+        sums = np.empty((len(u), self.sums.shape[2]))
+        counts = np.empty(len(u))
+        sums[logged] = self.sums[u[logged], 1 - h[logged]]
+        counts[logged] = self.counts[u[logged], 1 - h[logged]]
+        sums[~logged] = self.sums[u[~logged]].sum(axis=1)
+        counts[~logged] = self.counts[u[~logged]].sum(axis=1)
+        return sums, counts
+
+    def _chunks(self, pairs: pl.DataFrame, size: int = 20_000):
+        """``(rows, sums, counts, item rows)`` for logged pairs with a user, in bounded chunks
+        (pairs outside the log share their user's whole profile: see ``_whole``)."""
+        u, i, h = self._index(pairs)
+        known = np.flatnonzero((u >= 0) & (h >= 0))
+        for start in range(0, known.size, size):
+            part = known[start : start + size]
+            sums, counts = self._profiles(u[part], h[part])
+            yield part, sums, counts, i[part]
+
+    def _whole(self, pairs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, user rows, item rows)`` of the pairs outside the log that have a user: their
+        profile is the user's whole one, computed once per user."""
+        u, i, h = self._index(pairs)
+        rows = np.flatnonzero((u >= 0) & (h < 0))
+        return rows, u[rows], i[rows]
+
+    def taste(self, pairs: pl.DataFrame, project: Callable[[np.ndarray], np.ndarray], dim: int) -> np.ndarray:
+        """Each pair's taste (the mean unit vector of its profile) mapped by ``project`` to
+        ``dim`` columns; NaN rows where the profile is empty."""
+        out = np.full((pairs.height, dim), np.nan)
+        for part, sums, counts, _ in self._chunks(pairs):
+            has = counts > 0
+            if has.any():
+                out[part[has]] = project(sums[has] / counts[has, None])
+        rows, users, _ = self._whole(pairs)
+        totals, counts = self.sums.sum(axis=1), self.counts.sum(axis=1)
+        per_user = np.full((len(counts), dim), np.nan)
+        has = counts > 0
+        if has.any():
+            per_user[has] = project(totals[has] / counts[has, None])
+        out[rows] = per_user[users]
+        return out
+
+    def raw(self, pairs: pl.DataFrame) -> np.ndarray:
+        """Cosine per pair; NaN where the profile is empty (``none``) or there is no item vector."""
+        out = np.full(pairs.height, np.nan)
+        for part, sums, counts, items in self._chunks(pairs):
+            ok = (counts > 0) & (items >= 0)
+            s, e = sums[ok], self.vectors[items[ok]]
+            out[part[ok]] = np.einsum("ij,ij->i", s, e) / np.maximum(np.linalg.norm(s, axis=1), 1e-12)
+        rows, users, items = self._whole(pairs)
+        totals = self.sums.sum(axis=1)
+        norms = np.linalg.norm(totals, axis=1)
+        unit = totals / np.maximum(norms, 1e-12)[:, None]
+        ok = (self.counts.sum(axis=1)[users] > 0) & (items >= 0)
+        rows, users, items = rows[ok], users[ok], items[ok]
+        for start in range(0, rows.size, 100_000):  # bounded memory on large candidate sets
+            part = slice(start, start + 100_000)
+            out[rows[part]] = np.einsum("ij,ij->i", unit[users[part]], self.vectors[items[part]])
         return out
 
     def encode(self, pairs: pl.DataFrame) -> pl.Series:
@@ -272,6 +341,16 @@ class Affinity:
         labels = np.array([f"q{c}" for c in codes], dtype=object)
         labels[np.isnan(raw)] = NO_PROFILE
         return pl.Series(AFFINITY, labels, dtype=pl.String)
+
+
+def log_halves(train: pl.DataFrame) -> pl.DataFrame:
+    """``user_id, item_id, _h``: each logged pair's half (0 or 1) of its user's log, alternating
+    along the user's items: balanced, and the same for every run on the same data."""
+    return (
+        train.select("user_id", "item_id")
+        .unique(maintain_order=True)
+        .with_columns((pl.col("item_id").rank("ordinal").over("user_id") % 2).cast(pl.Int64).alias("_h"))
+    )
 
 
 def _quantile_edges(values: pl.Series, n_bins: int) -> list[float]:

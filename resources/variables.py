@@ -14,3 +14,6 @@ class CausalVariablesResource(dg.ConfigurableResource):
     max_levels: int = Field(default=12, description="Categorical attributes with more levels are left out.")
     n_topics: int = Field(default=0, description="Item topics (clusters of embeddings); 0 chooses by silhouette.")
     seed: int = Field(default=0, description="Seed of the topic clustering.")
+    text_components: int = Field(
+        default=8, ge=0, description="Principal components of the item text embeddings the estimators see."
+    )

@@ -1,141 +1,127 @@
-"""Refutation of the headline effect: every refuter passes on worlds whose assumptions hold,
-and each fails, naming the broken assumption, on a world built to break it; through Dagster
-a failure shows on ``treatment_effects`` and, configured as ERROR, blocks what is downstream."""
+"""Refutation of the headline effect: the refuters re-run the headline's own estimator; every
+one passes where the assumptions hold; a confounder that no table holds fails the randomized
+slice and is named as unobserved confounding, a misspecified estimator as misspecification;
+through Dagster the checks are labelled as they behave, and a refuted headline is flagged
+downstream."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+from causal_worlds import CONFOUNDERS, Prepared, prepare
 
-from causalrec_assets import contracts
+from causalrec_assets.bayesnet import cpds_to_frame, fit_network
 from causalrec_assets.plugin_api import EffectInputs, PluginContext
-from causalrec_assets.refutation import REFUTERS, headline, random_common_cause, random_halves, run_refutations
-from causalrec_assets.stages.effects import refutation_checks
-from causalrec_assets.variables import VariableEncoder
+from causalrec_assets.refutation import MISSPECIFIED, REFUTERS, UNOBSERVED, run_refutations
+from causalrec_assets.stages import effects as effects_stage
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
+from causalrec_plugins.effects.single import IPSEffects, NaiveEffects
+from causalrec_plugins.ingest.scenarios import attribute_world, sample_world
 from causalrec_resources.storage import CausalrecIOManager
 from causalrec_resources.variables import CausalVariablesResource
 
-EDGES = [("segment", "exposure"), ("segment", "outcome"), ("kind", "outcome"), ("exposure", "outcome")]
+QUICK = BackdoorConfig(network_bootstrap=4)
 
 
-def world(hidden: float, seed: int = 0, n_users: int = 600, n_items: int = 60) -> dict[str, pl.DataFrame]:
-    """Users in three segments meet items of two kinds; exposure follows the segment, outcome
-    the segment and the kind, and a true effect of 0.1. ``hidden`` is the strength of a user
-    trait, absent from every table, that raises both exposure and outcome. The test slice
-    randomizes exposure."""
+def hidden_world(strength: float, seed: int = 0, n_users: int = 400) -> Prepared:
+    """The attribute scenario plus a circumstance of each meeting, in no table (nor in any
+    history), that raises exposure and outcome."""
     rng = np.random.default_rng(seed)
-    segment = rng.integers(0, 3, n_users)
-    trait = rng.integers(0, 2, n_users)
-    kind = rng.integers(0, 2, n_items)
-    per_user = 30
-    u = np.repeat(np.arange(n_users), per_user)
-    i = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
-    test = np.tile(np.arange(per_user) >= 20, n_users)
-    logit = -0.6 + 0.6 * segment[u] + hidden * (2 * trait[u] - 1)
-    exposure = np.where(test, rng.random(u.size) < 0.5, rng.random(u.size) < 1 / (1 + np.exp(-logit)))
-    p = 0.1 + 0.1 * segment[u] + 0.05 * kind[i] + 0.1 * exposure + 0.15 * hidden * trait[u]
-    outcome = (rng.random(u.size) < np.clip(p, 0, 1)).astype(np.int8)
-    return {
-        "users": pl.DataFrame({"user_id": np.arange(n_users), "segment": np.array(list("abc"))[segment]}),
-        "items": pl.DataFrame({"item_id": np.arange(n_items), "kind": np.array(["x", "y"])[kind]}),
-        "interactions": pl.DataFrame(
-            {
-                "user_id": u,
-                "item_id": i,
-                "exposure": exposure.astype(np.int8),
-                "outcome": outcome,
-                "split": np.where(test, "test", "train"),
-            }
-        ),
-    }
+    world = sample_world(attribute_world(rng, n_users, 96, context=strength), rng, 30, 12, name="hidden")
+    return prepare(world, seed)
 
 
-def variables_of(tables: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    encoder = VariableEncoder().fit(tables["users"], tables["items"], contracts.train_rows(tables["interactions"]))
-    return encoder.transform(contracts.train_rows(tables["interactions"])), encoder.transform(
-        contracts.test_rows(tables["interactions"])
+def refute(world: Prepared, plugin, confounders: list[str], reference_plugin: str = "backdoor") -> dict:
+    inputs = world.effect_inputs(confounders)
+    context = PluginContext()
+    table = plugin.estimate(inputs, context)
+    reference = effects_stage.reference_estimates(table, inputs, reference_plugin, context)
+    results = run_refutations(
+        table, inputs, lambda changed, name: plugin.reestimate(changed, name, context), reference=reference
     )
-
-
-def effects_of(variables: pl.DataFrame, edges) -> pl.DataFrame:
-    plugin = BackdoorEffects(BackdoorConfig(n_bootstrap=100, network_bootstrap=0))
-    return plugin.estimate(EffectInputs(variables, edges), PluginContext())
-
-
-def verdicts(results) -> dict[str, tuple[bool, str]]:
-    return {r.name: (r.passed, r.message) for r in results}
+    return {r.name: r for r in results}
 
 
 @pytest.fixture(scope="module")
-def sound() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    train, test = variables_of(world(hidden=0.0))
-    return train, test, effects_of(train, EDGES)
+def sound() -> Prepared:
+    return hidden_world(0.0)
 
 
 def test_every_refuter_passes_when_the_assumptions_hold(sound) -> None:
-    train, test, effects = sound
-    results = verdicts(run_refutations(effects, train, EDGES, test))
+    results = refute(sound, BackdoorEffects(QUICK), CONFOUNDERS["hidden"])
     assert set(results) == set(REFUTERS)
-    for name, (passed, message) in results.items():
-        assert passed, (name, message)
-    assert "agrees" in results["randomized_slice"][1]
+    for name, result in results.items():
+        assert result.passed and result.applicable, (name, result.message)
+    assert "agrees with the randomized slice" in results["randomized_slice"].message
 
 
-def test_an_unobserved_confounder_fails_the_randomized_slice() -> None:
-    train, test = variables_of(world(hidden=1.5))
-    effects = effects_of(train, EDGES)
-    results = verdicts(run_refutations(effects, train, EDGES, test))
-    passed, message = results["randomized_slice"]
-    assert not passed
-    assert "broken assumption: no unobserved common cause of exposure and outcome" in message
-    # Placebos and random causes cannot see a confounder that is in no table (as in DoWhy).
-    assert results["placebo_treatment"][0] and results["random_common_cause"][0]
+def test_a_confounder_no_table_holds_fails_the_slice_as_unobserved_confounding() -> None:
+    observed = [*CONFOUNDERS["hidden"], "affinity"]  # every observed confounder, the history included
+    results = refute(hidden_world(1.0), BackdoorEffects(QUICK), observed)
+    slice_check = results["randomized_slice"]
+    assert not slice_check.passed
+    assert slice_check.cause == UNOBSERVED
+    assert "Most likely cause: unobserved confounding" in slice_check.message
+    assert "no unobserved common cause" in slice_check.message
+    # the placebos cannot see a confounder that is in no table (as in DoWhy)
+    assert results["placebo_treatment"].passed
+
+
+def test_a_misspecified_estimator_is_named_as_such_not_as_unobserved_confounding(sound) -> None:
+    """The naive difference ignores the observed confounders: the slice disagrees with it,
+    the reference estimators on the same adjustment set agree with the slice."""
+    results = refute(sound, NaiveEffects(), CONFOUNDERS["hidden"])
+    slice_check = results["randomized_slice"]
+    assert not slice_check.passed and slice_check.cause == MISSPECIFIED
+    assert "misspecification of the headline's estimator, not an unobserved confounder" in slice_check.message
+    assert "(reference)" in slice_check.message
+    assert not results["placebo_treatment"].passed
+    assert results["placebo_treatment"].cause == MISSPECIFIED
 
 
 def test_a_graph_missing_a_confounder_fails_the_placebo(sound) -> None:
-    train, test, _ = sound
-    wrong = [("kind", "outcome"), ("exposure", "outcome")]  # segment confounds but is not in the graph
-    results = verdicts(run_refutations(effects_of(train, wrong), train, wrong, test))
-    passed, message = results["placebo_treatment"]
-    assert not passed
-    assert "the adjustment set blocks every backdoor path" in message
-    assert "drawn from the exposure's assignment model" in message
-    assert not results["randomized_slice"][0]
+    across_users = BackdoorEffects(QUICK.model_copy(update={"estimators": ["dr_learner", "naive"]}))
+    results = refute(sound, across_users, ["price_tier"])  # age and category confound too
+    placebo = results["placebo_treatment"]
+    assert not placebo.passed
+    assert "drawn from the exposure's assignment model" in placebo.message
+    assert "the adjustment blocks every backdoor path" in placebo.message
 
 
-def thin_overlap(seed: int, n: int = 400) -> pl.DataFrame:
-    """Exposure nearly determined by a 12-level variable (propensity 0.03 or 0.97)."""
-    rng = np.random.default_rng(seed)
-    z = rng.integers(0, 12, n)
-    t = (rng.random(n) < np.where(z < 6, 0.03, 0.97)).astype(int)
-    y = (rng.random(n) < np.clip(0.05 + 0.07 * z + 0.1 * t, 0, 1)).astype(int)
-    return pl.DataFrame({"z": z.astype(str), "exposure": t.astype(str), "outcome": y.astype(str)})
+def test_the_comparison_within_users_survives_a_graph_missing_user_and_topic_confounders(sound) -> None:
+    """Age (a user's) and category (an item topic's) are left out of the graph: the estimate
+    across users keeps their confounding, the one within each user's topic cancels it, and the
+    headline follows the randomized slice to it."""
+    inputs = sound.effect_inputs(["price_tier"])
+    out = BackdoorEffects(QUICK).estimate(inputs, PluginContext())
+    rows = {r["estimator"]: r for r in out.filter(pl.col("estimand") == "ATE").iter_rows(named=True)}
+    truth = sound.world.truth.ate
+    assert abs(rows["dr_learner"]["estimate"] - truth) > 0.03, rows["dr_learner"]
+    assert abs(rows["within_user"]["estimate"] - truth) < 0.02, rows["within_user"]
+    assert out.row(0, named=True)["estimator"] == "within_user"
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_thin_overlap_fails_random_halves_and_random_common_cause(seed: int) -> None:
-    data = thin_overlap(seed)
-    edges = [("z", "exposure"), ("z", "outcome"), ("exposure", "outcome")]
-    head = headline(effects_of(data, edges))
-    halves = random_halves(head, data, ["z"], "exposure", "outcome", n_splits=3)
-    assert not halves.passed
-    assert "positivity" in halves.message and "interval" in halves.message
-    cause = random_common_cause(head, data, ["z"], "exposure", "outcome", n_simulations=4)
-    assert not cause.passed
-    assert "broken assumption: the estimate rests on the adjustment set" in cause.message
+def test_the_refuters_rerun_the_headlines_own_estimator(sound) -> None:
+    calls: list[str] = []
+
+    class Recording(IPSEffects):
+        def reestimate(self, inputs: EffectInputs, estimator: str, context: PluginContext) -> float:
+            calls.append(estimator)
+            return super().reestimate(inputs, estimator, context)
+
+    refute(sound, Recording(), CONFOUNDERS["hidden"], reference_plugin="")
+    assert calls and set(calls) == {"ips"}
 
 
-def test_rating_data_is_not_applicable() -> None:
-    tables = world(hidden=0.0, n_users=50)
-    train, test = variables_of(tables)
-    constant = train.with_columns(pl.lit("1").alias("exposure"))
-    effects = BackdoorEffects().estimate(EffectInputs(constant, EDGES), PluginContext())
-    for result in run_refutations(effects, constant, EDGES, test):
+def test_rating_data_is_not_applicable(sound) -> None:
+    inputs = sound.effect_inputs(CONFOUNDERS["hidden"]).with_treatment(np.ones(sound.variables.height))
+    table = BackdoorEffects(QUICK).estimate(inputs, PluginContext())
+    for result in run_refutations(table, inputs, lambda changed, name: float("nan")):
         assert result.passed and not result.applicable
         assert "not applicable" in result.message
 
@@ -143,71 +129,51 @@ def test_rating_data_is_not_applicable() -> None:
 # --------------------------------------------------------------------- through Dagster
 
 
-def dagster_world(tables: dict[str, pl.DataFrame]) -> list:
-    """The check's upstream assets as plain assets over a prepared world, and an asset
-    downstream of ``treatment_effects`` (as the ranking is)."""
-    train, _ = variables_of(tables)
+def upstream(world: Prepared, confounders: list[str]) -> list[dg.AssetsDefinition]:
+    """The effects stage's upstream assets over a prepared world, its real assets, and an
+    asset downstream of ``treatment_effects`` that reads the refutation verdict (as the
+    ranking does)."""
+    tables = {
+        "users": world.world.users,
+        "items": world.world.items,
+        "interactions": world.world.interactions,
+        "item_topics": world.topics,
+        "item_embeddings": world.embeddings,
+        "bayesian_network": cpds_to_frame(fit_network(world.variables, world.edges(confounders))),
+    }
+    graph = {"nodes": world.variables.columns, "edges": [list(e) for e in world.edges(confounders)]}
+    assets = [constant(name, value) for name, value in [*tables.items(), ("causal_graph", graph)]]
+    stage = importlib.reload(effects_stage)  # picks up CAUSALREC_REFUTATION
 
     @dg.asset
-    def users() -> pl.DataFrame:
-        return tables["users"]
+    def downstream(context, treatment_effects: pl.DataFrame):  # noqa: ANN001 (Dagster reads the annotation)
+        from causalrec_assets.stages.ranking import refutation_verdict
 
-    @dg.asset
-    def items() -> pl.DataFrame:
-        return tables["items"]
+        return dg.Output(treatment_effects.head(1), metadata={"headline_refuted": refutation_verdict(context)})
 
-    @dg.asset
-    def interactions() -> pl.DataFrame:
-        return tables["interactions"]
+    from causalrec_assets.stages.structure import variables
 
-    @dg.asset
-    def item_topics() -> pl.DataFrame:
-        return pl.DataFrame({"item_id": tables["items"]["item_id"], "item_topic": ["t0"] * tables["items"].height})
-
-    @dg.asset
-    def item_embeddings() -> pl.DataFrame:  # none: the encoder leaves affinity out
-        return pl.DataFrame(
-            {"item_id": [], "embedding": []},
-            schema={"item_id": tables["items"].schema["item_id"], "embedding": pl.Array(pl.Float32, 4)},
-        )
-
-    @dg.asset
-    def causal_variables() -> pl.DataFrame:
-        return train
-
-    @dg.asset
-    def causal_graph() -> dict:
-        return {"nodes": train.columns, "edges": [list(e) for e in EDGES]}
-
-    @dg.asset
-    def treatment_effects(causal_variables: pl.DataFrame) -> pl.DataFrame:
-        return effects_of(causal_variables, EDGES)
-
-    @dg.asset
-    def downstream(treatment_effects: pl.DataFrame) -> pl.DataFrame:
-        return treatment_effects.head(1)
-
-    return [
-        users,
-        items,
-        interactions,
-        item_topics,
-        item_embeddings,
-        causal_variables,
-        causal_graph,
-        treatment_effects,
-        downstream,
-    ]
+    return [*assets, variables, stage.treatment_effects, downstream]
 
 
-def materialize(tables, severity: str, tmp_path: Path) -> dg.ExecuteInProcessResult:
+def constant(name: str, value) -> dg.AssetsDefinition:
+    @dg.asset(name=name)
+    def _asset():
+        return value
+
+    return _asset
+
+
+def materialize(world: Prepared, tmp_path: Path) -> dg.ExecuteInProcessResult:
+    config = {"backdoor": {"network_bootstrap": 2}}
     return dg.materialize(
-        [*dagster_world(tables), refutation_checks],
+        upstream(world, CONFOUNDERS["hidden"]),
         resources={
             "io_manager": CausalrecIOManager(base_dir=str(tmp_path)),
             "variable_settings": CausalVariablesResource(),
         },
-        run_config={"ops": {"refutation_checks": {"config": {"severity": severity, "n_splits": 2}}}},
+        run_config={"ops": {"treatment_effects": {"config": config}}},
+        instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
 
@@ -216,22 +182,34 @@ def check_evaluations(result: dg.ExecuteInProcessResult) -> dict:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_a_failed_refutation_shows_on_the_asset_and_warns_by_default(tmp_path: Path) -> None:
-    result = materialize(world(hidden=1.5), "WARN", tmp_path)
+@pytest.fixture(scope="module")
+def confounded() -> Prepared:
+    return hidden_world(1.0, seed=1)
+
+
+def test_by_default_a_refutation_warns_is_labelled_non_blocking_and_is_flagged_downstream(confounded, tmp_path) -> None:
+    result = materialize(confounded, tmp_path)
+    specs = {s.name: s for s in effects_stage.treatment_effects.check_specs}
+    assert set(specs) == set(REFUTERS) and not any(s.blocking for s in specs.values())
     checks = check_evaluations(result)
-    assert set(checks) == set(REFUTERS)
     failed = checks["randomized_slice"]
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.WARN
-    assert "no unobserved common cause" in failed.description
-    assert failed.metadata["assumption"].value.startswith("no unobserved common cause")
-    assert checks["placebo_treatment"].passed
-    assert result.output_for_node("downstream").height == 1  # a warning does not block
+    assert failed.metadata["likely_cause"].value == UNOBSERVED
+    flag = result.asset_materializations_for_node("downstream")[0].metadata["headline_refuted"].value
+    assert "randomized_slice (unobserved confounding)" in flag
+    effects = result.asset_materializations_for_node("treatment_effects")[0].metadata
+    assert effects["headline_estimator"].value == "dr_learner" and "headline_reason" in effects
 
 
-def test_an_error_severity_refutation_blocks_downstream(tmp_path: Path) -> None:
-    result = materialize(world(hidden=1.5), "ERROR", tmp_path)
+def test_in_block_mode_a_refutation_is_an_error_that_blocks_downstream(confounded, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CAUSALREC_REFUTATION", "block")
+    try:
+        result = materialize(confounded, tmp_path)
+        assert all(s.blocking for s in effects_stage.treatment_effects.check_specs)
+    finally:
+        monkeypatch.delenv("CAUSALREC_REFUTATION")
+        importlib.reload(effects_stage)
     failed = check_evaluations(result)["randomized_slice"]
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "treatment_effects" in materialized
-    assert "downstream" not in materialized
+    assert "treatment_effects" in materialized and "downstream" not in materialized

@@ -32,15 +32,18 @@ STAGE_ASSETS = [
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``dagster asset materialize -m causalrec_assets --select '*'`` with default settings."""
+    """``dagster asset materialize -m causalrec_assets --select '*'`` with default settings, in
+    one process (the multi-process executor is what ``make run`` uses; the dask test runs a
+    distributed engine)."""
     root = tmp_path_factory.mktemp("cli")
     home, storage = root / "home", root / "storage"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "CAUSALREC_STORAGE": str(storage)}
     env.pop("CAUSALREC_DATA", None)
+    in_process = '{"execution": {"config": {"in_process": {}}}}'  # one process: the imports are paid once
     proc = subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "causalrec_assets", "--select", "*"],
+        [DAGSTER, "asset", "materialize", "-m", "causalrec_assets", "--select", "*", "--config-json", in_process],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-5000:]

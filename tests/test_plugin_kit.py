@@ -281,7 +281,10 @@ class FutureRanking(PopularityRanking):
 
 def test_kit_protocol_check_refuses_an_incompatible_api_version() -> None:
     detail = failed(check_conformance(FutureRanking, checks=["protocol"]), "protocol")
-    assert "FutureRanking targets plugin API 2.0, incompatible with this causalrec's plugin API 1.0" in detail
+    assert (
+        f"FutureRanking targets plugin API 2.0, incompatible with this causalrec's plugin API {PLUGIN_API_VERSION}"
+        in detail
+    )
 
 
 def test_unknown_check_name_is_an_error() -> None:
@@ -437,7 +440,8 @@ def test_plugins_listing_gives_one_line_per_plugin_with_its_status() -> None:
     future = next(line for line in lines if "acme_future" in line)
     assert future.split()[:4] == ["acme_future", "acme-plugins", "0.2", "2.0"] and "broken: Ranker targets" in future
     popularity = next(line for line in lines if line.split()[:1] == ["popularity"])
-    assert popularity.split()[1:] == ["causalrec", get_registry().infos["ranking"]["popularity"].version, "1.0", "ok"]
+    version = get_registry().infos["ranking"]["popularity"].version
+    assert popularity.split()[1:] == ["causalrec", version, PLUGIN_API_VERSION, "ok"]
     stages = [line for line in lines if line.endswith(":") or "(none installed)" in line]
     assert [s.split(":")[0] for s in stages] == list(plugin_api.STAGES)
 

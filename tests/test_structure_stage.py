@@ -1,4 +1,4 @@
-"""The structure stage around the learners: bootstrap stability, the leave-one-out affinity
+"""The structure stage around the learners: bootstrap stability, the cross-fitted affinity
 variable, simulated worlds under the stage's tiers, and the picture on a real Dagster
 materialization."""
 
@@ -17,6 +17,7 @@ from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages import structure as stage
 from causalrec_assets.variables import AFFINITY, NO_PROFILE, VariableEncoder
 from causalrec_plugins.ingest.simulator import TOPICS, SimulatorConfig, simulate
+from causalrec_plugins.structure import stability
 from causalrec_plugins.structure.hill_climb import HillClimbStructure
 from causalrec_plugins.structure.stability import edge_stability, resample_rows
 from tests.conftest import failure_messages
@@ -78,13 +79,15 @@ def test_stage_knowledge_requires_the_effect_only_when_both_vary(variables: pl.D
 # ------------------------------------------------------------------ bootstrap stability
 
 
-def test_bootstrap_stability_is_a_share_and_reproducible(variables: pl.DataFrame) -> None:
+def test_bootstrap_stability_is_a_share_and_reproducible(variables: pl.DataFrame, monkeypatch) -> None:
     learner = HillClimbStructure(HillClimbStructure.Config(restarts=0))
     data = variables.head(2500)
     knowledge = stage.stage_knowledge(data)
     first = edge_stability(learner, data, knowledge, PluginContext(), resamples=5, seed=7, n_jobs=1)
     # Worker processes draw their own hash seeds: equal fractions also show that learning does
-    # not depend on the order of Python sets of names.
+    # not depend on the order of Python sets of names. (Workers only start where they pay for
+    # their start-up; here they are made to.)
+    monkeypatch.setattr(stability, "WORKER_START_SECONDS", 0.0)
     again = edge_stability(learner, data, knowledge, PluginContext(), resamples=5, seed=7, n_jobs=2)
     assert first.resamples == 5 and first.failed == 0
     assert first.fractions == again.fractions
@@ -107,7 +110,10 @@ def test_resamples_are_subsamples_without_replacement_unless_bootstrap_is_asked_
 # ------------------------------------------------------------------ affinity
 
 
-def test_affinity_leaves_the_pairs_own_positive_out() -> None:
+def test_affinity_reads_the_other_half_of_the_users_log() -> None:
+    """Each user's logged items alternate between two halves (in item order); a logged pair's
+    profile is the mean vector of the positive items of the other half, so no pair's own
+    outcome is part of its own affinity, and a pair outside the log reads both halves."""
     angles = np.array([0.0, 0.5, 1.6, 3.0])
     vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     items = pl.DataFrame({"item_id": ["i0", "i1", "i2", "i3"], "text": ["t"] * 4})
@@ -118,26 +124,30 @@ def test_affinity_leaves_the_pairs_own_positive_out() -> None:
             "user_id": ["u0", "u0", "u0", "u1", "u1", "u2", "u2"],
             "item_id": ["i0", "i1", "i2", "i3", "i0", "i1", "i2"],
             "exposure": [1, 0, 1, 1, 0, 1, 1],
-            "outcome": [1, 1, 0, 1, 0, 1, 1],
+            "outcome": [1, 1, 1, 1, 0, 1, 1],
         }
     )
+    # halves: u0 {i0, i2} | {i1}; u1 {i3} | {i0}; u2 {i2} | {i1}
     encoder = VariableEncoder(n_bins=2).fit(users, items, train, item_embeddings=embeddings)
     assert AFFINITY in encoder.variable_names
     model = encoder.affinity
-    pairs = pl.DataFrame({"user_id": ["u0", "u0", "u1", "u1", "u0"], "item_id": ["i0", "i1", "i3", "i0", "i3"]})
+    pairs = pl.DataFrame(
+        {"user_id": ["u0", "u0", "u0", "u1", "u1", "u0"], "item_id": ["i0", "i2", "i1", "i3", "i0", "i3"]}
+    )
     raw = model.raw(pairs)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     def cos(a: np.ndarray, b: np.ndarray) -> float:
         return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
-    assert raw[0] == pytest.approx(cos(unit[1], unit[0]))  # (u0, i0): profile without i0
-    assert raw[1] == pytest.approx(cos(unit[0], unit[1]))  # (u0, i1): profile without i1
-    assert np.isnan(raw[2])  # u1's only positive is the pair's own: no profile
-    assert raw[3] == pytest.approx(cos(unit[3], unit[0]))  # (u1, i0) was negative: nothing left out
-    assert raw[4] == pytest.approx(cos(unit[0] + unit[1], unit[3]))  # a new pair: the whole profile
+    assert raw[0] == pytest.approx(cos(unit[1], unit[0]))  # (u0, i0): the other half holds i1
+    assert raw[1] == pytest.approx(cos(unit[1], unit[2]))  # (u0, i2): the same half, the same profile
+    assert raw[2] == pytest.approx(cos(unit[0] + unit[2], unit[1]))  # (u0, i1): the other half holds i0, i2
+    assert np.isnan(raw[3])  # (u1, i3): u1's other half has no positive
+    assert raw[4] == pytest.approx(cos(unit[3], unit[0]))  # (u1, i0): the other half holds i3
+    assert raw[5] == pytest.approx(cos(unit[0] + unit[1] + unit[2], unit[3]))  # a new pair: both halves
     codes = encoder.pair_features(pairs)[AFFINITY].to_list()
-    assert codes[2] == NO_PROFILE and all(c.startswith("q") for i, c in enumerate(codes) if i != 2)
+    assert codes[3] == NO_PROFILE and all(c.startswith("q") for i, c in enumerate(codes) if i != 3)
     table = encoder.transform(train)
     assert table[AFFINITY].to_list() == encoder.pair_features(train)[AFFINITY].to_list()
     assert encoder.knowledge_tiers()[0][0][-1] == AFFINITY
@@ -149,7 +159,7 @@ def test_affinity_without_any_other_positive_is_left_out_and_reported() -> None:
     train = pl.DataFrame({"user_id": ["u0", "u1"], "item_id": ["i0", "i1"], "exposure": [1, 1], "outcome": [1, 0]})
     encoder = VariableEncoder().fit(pl.DataFrame({"user_id": ["u0", "u1"]}), items, train, item_embeddings=embeddings)
     assert AFFINITY not in encoder.variable_names
-    assert "no user has a positive outcome on another item" in encoder.skipped[AFFINITY]
+    assert "no user has a positive outcome in the other half of their log" in encoder.skipped[AFFINITY]
 
 
 # ------------------------------------------------------------------ picture and materialization

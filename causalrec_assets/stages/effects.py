@@ -1,7 +1,18 @@
-"""The effects stage: the effect of exposure on outcome, identified from the learned graph."""
+"""The effects stage: the effect of exposure on outcome identified from the learned graph,
+refuted in the same step.
 
+The refutation checks re-run the headline's own estimator, so they run where the effects
+plugin and its inputs already are: inside ``treatment_effects``, as its checks. Whether a
+failed refutation blocks what is downstream is fixed when the definitions load
+(``CAUSALREC_REFUTATION``: ``warn``, the default, or ``block``), so the check is labelled as it
+behaves: ``warn`` checks are non-blocking and a refuted headline is flagged on
+``recommendations``; ``block`` checks are blocking and fail with ERROR severity.
+"""
+
+import math
+import os
 import time
-from typing import Literal
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -9,147 +20,161 @@ from pydantic import Field
 
 from causalrec_assets import metadata as md
 from causalrec_assets.bayesnet import frame_to_network
-from causalrec_assets.contracts import test_rows, train_rows
+from causalrec_assets.features import as_pair_features
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import EffectInputs
-from causalrec_assets.refutation import run_refutations
+from causalrec_assets.refutation import REFUTERS, adjusted_rows, run_refutations
+from causalrec_assets.registry import get_registry
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_assets.variables import VariableEncoder
-from causalrec_resources.variables import CausalVariablesResource
+from causalrec_assets.variables import OUTCOME, binarise_threshold
 
 EffectsStageConfig = stage_config_class("effects")
+REFUTATION_MODE = os.environ.get("CAUSALREC_REFUTATION", "warn").strip().lower() or "warn"
+if REFUTATION_MODE not in ("warn", "block"):
+    raise ValueError(f"CAUSALREC_REFUTATION={REFUTATION_MODE!r} is neither 'warn' nor 'block'")
+BLOCKING = REFUTATION_MODE == "block"
+REFUTED = "refuted"  # the treatment_effects metadata key that ranking reads
 
 
-@dg.asset(group_name="effects", owners=OWNERS, compute_kind="pgmpy")
-def treatment_effects(
-    context: dg.AssetExecutionContext,
-    config: EffectsStageConfig,  # type: ignore[valid-type]
-    causal_variables: pl.DataFrame,
-    causal_graph: dict,
-    bayesian_network: pl.DataFrame,
-) -> dg.Output:
-    """The effect of exposure on outcome; the first ATE row is the headline estimate."""
-    plugin = plugin_from_config("effects", config, context.log)
-    edges = [tuple(e) for e in causal_graph["edges"]]
-    network = frame_to_network(bayesian_network, edges)
-    inputs = EffectInputs(variables=causal_variables, edges=edges, network=network)
-    start = time.perf_counter()
-    table = plugin.estimate(inputs, plugin_context(context))  # type: ignore[attr-defined]
-    head = table.filter(pl.col("estimand") == "ATE").row(0, named=True)
-    return dg.Output(
-        table,
-        metadata={
-            "headline_ate": head["estimate"],
-            "headline_estimator": head["estimator"],
-            "ci": f"[{head['ci_low']:.4f}, {head['ci_high']:.4f}]",
-            "seconds": round(time.perf_counter() - start, 2),
-            "estimates": md.markdown(table.filter(pl.col("estimand") == "ATE")),
-        },
+def effect_inputs(variables: pl.DataFrame, graph: dict, network: pl.DataFrame, features: pl.DataFrame) -> EffectInputs:
+    """What an effects plugin receives: the discrete variables and network, and the same
+    training pairs as row-level features, plus the test slice's pairs."""
+    edges = [tuple(e) for e in graph["edges"]]
+    train = features.filter(pl.col("split") == "train")
+    if train.height != variables.height:
+        raise ValueError(
+            f"pair_features has {train.height} training rows but causal_variables {variables.height}: "
+            "materialize both from the same interactions"
+        )
+    threshold = binarise_threshold(train[OUTCOME])
+    test = features.filter(pl.col("split") == "test")
+    return EffectInputs(
+        variables=variables,
+        edges=edges,
+        network=frame_to_network(network, edges),
+        features=as_pair_features(train, threshold),
+        test=as_pair_features(test, threshold) if test.height else None,
     )
-
-
-# ------------------------------------------------------------------ refutation checks
 
 
 class RefutationConfig(dg.Config):
-    """How the refutation checks judge and what a failure does."""
+    """How the refutation checks of ``treatment_effects`` judge."""
 
-    severity: Literal["WARN", "ERROR"] = Field(
-        default="WARN",
-        description="WARN: a failed refutation is shown on the asset; ERROR: it also blocks everything downstream "
-        "(the checks are blocking), so recommendations are not refreshed on a refuted effect.",
-    )
-    n_simulations: int = Field(default=2, description="Placebo draws and random common causes per refuter.")
-    n_splits: int = Field(default=5, description="Random splits into halves (each half is re-estimated).")
-    abs_tolerance: float = Field(default=0.005, description="Smallest tolerance, whatever the interval's width.")
-    propensity_clip: float = Field(default=0.02, description="Propensities are clipped to [c, 1 - c].")
+    n_simulations: int = Field(default=1, ge=1, description="Placebo draws (of each kind) and random common causes.")
+    n_splits: int = Field(default=1, ge=1, description="Random halves of the log, each re-estimated.")
+    abs_tolerance: float = Field(default=0.005, ge=0, description="Smallest tolerance, whatever the interval's width.")
     seed: int = Field(default=0, description="Seed of the placebos, random causes and splits.")
+    reference_plugin: str = Field(
+        default="backdoor",
+        description="When the effects plugin reports a single adjusted estimate, this effects plugin's estimates "
+        "are what the headline is weighed against, to tell a misspecified estimator from unobserved confounding "
+        "('' for none).",
+    )
+
+
+def reference_estimates(table: pl.DataFrame, inputs: EffectInputs, name: str, context: Any) -> pl.DataFrame | None:
+    """Other estimators' ATE rows (named ``<estimator> (reference)``) when ``table`` has only
+    one adjusted estimate; the reference plugin is reached through its entry point."""
+    if not name or adjusted_rows(table) > 1 or not table.filter(pl.col("estimand") == "ATE").height:
+        return None
+    registry = get_registry()
+    if name not in registry.available("effects"):
+        context.log.warning("reference effects plugin %r is not installed: refutation weighs the headline alone", name)
+        return None
+    reference = registry.get("effects", name)().estimate(inputs, context)
+    return reference.filter(pl.col("estimand") == "ATE").with_columns(pl.col("estimator") + " (reference)")
+
+
+class EffectsConfig(EffectsStageConfig):  # type: ignore[valid-type, misc]
+    """The effects plugin and its parameters, and how its headline is refuted."""
+
+    refutation: RefutationConfig = Field(default_factory=RefutationConfig, description=RefutationConfig.__doc__)
 
 
 REFUTATION_SPECS = [
     dg.AssetCheckSpec(
         name,
         asset="treatment_effects",
-        blocking=True,
-        description=description,
-        additional_deps=[
-            "causal_variables",
-            "causal_graph",
-            "interactions",
-            "users",
-            "items",
-            "item_topics",
-            "item_embeddings",
-        ],
+        blocking=BLOCKING,
+        description=description
+        + (" Blocks downstream assets when it fails." if BLOCKING else " Warns (CAUSALREC_REFUTATION=block blocks)."),
     )
-    for name, description in [
-        ("placebo_treatment", "Placebo exposures (permuted; drawn from the assignment model) have no effect."),
-        ("random_common_cause", "Adding an independent random common cause leaves the estimate stable."),
-        ("random_halves", "Random halves of the log agree with the estimate within its interval."),
-        ("randomized_slice", "The observational effect agrees with the randomized test slice's (where there is one)."),
-    ]
+    for name, description in zip(
+        REFUTERS,
+        [
+            "Placebo exposures (permuted; drawn from the assignment model) have no effect.",
+            "Adding an independent random common cause leaves the estimate stable.",
+            "Random halves of the log agree with the estimate within its interval.",
+            "The headline agrees with the randomized test slice (where there is one).",
+        ],
+        strict=True,
+    )
 ]
 
 
-@dg.multi_asset_check(
-    specs=REFUTATION_SPECS,
-    ins={
-        "treatment_effects": dg.AssetIn("treatment_effects"),
-        "causal_variables": dg.AssetIn("causal_variables"),
-        "causal_graph": dg.AssetIn("causal_graph"),
-        "interactions": dg.AssetIn("interactions"),
-        "users": dg.AssetIn("users"),
-        "items": dg.AssetIn("items"),
-        "item_topics": dg.AssetIn("item_topics"),
-        "item_embeddings": dg.AssetIn("item_embeddings"),
-    },
-    compute_kind="refutation",
-)
-def refutation_checks(
-    context: dg.AssetCheckExecutionContext,
-    config: RefutationConfig,
-    variable_settings: CausalVariablesResource,
-    treatment_effects: pl.DataFrame,
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else str(value)
+    return value
+
+
+@dg.asset(group_name="effects", owners=OWNERS, kinds={"econml", "pgmpy"}, check_specs=REFUTATION_SPECS)
+def treatment_effects(
+    context: dg.AssetExecutionContext,
+    config: EffectsConfig,
     causal_variables: pl.DataFrame,
     causal_graph: dict,
-    interactions: pl.DataFrame,
-    users: pl.DataFrame,
-    items: pl.DataFrame,
-    item_topics: pl.DataFrame,
-    item_embeddings: pl.DataFrame,
+    bayesian_network: pl.DataFrame,
+    pair_features: pl.DataFrame,
 ):
-    """Refute the headline effect (see ``causalrec_assets.refutation``). The test slice is
-    encoded exactly as the training log was (same bins, topics and affinity), so the
-    randomized-slice comparison adjusts for the same variables."""
-    edges = [tuple(e) for e in causal_graph["edges"]]
-    encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
-        users, items, train_rows(interactions), item_topics, item_embeddings=item_embeddings
-    )
-    test = test_rows(interactions)
+    """The effect of exposure on outcome (the first ATE row is the headline), and the
+    refutation of that headline by its own estimator."""
+    plugin = plugin_from_config("effects", config, context.log)
+    inputs = effect_inputs(causal_variables, causal_graph, bayesian_network, pair_features)
+    pctx = plugin_context(context)
+    start = time.perf_counter()
+    table = plugin.estimate(inputs, pctx)  # type: ignore[attr-defined]
+    estimate_seconds = time.perf_counter() - start
+    diagnostics = {k: _rounded(v) for k, v in plugin.diagnostics().items()}  # type: ignore[attr-defined]
+    cfg = config.refutation
+    start = time.perf_counter()
     outcomes = run_refutations(
-        treatment_effects,
-        causal_variables,
-        edges,
-        encoder.transform(test) if test.height else None,
-        n_simulations=config.n_simulations,
-        n_splits=config.n_splits,
-        abs_tolerance=config.abs_tolerance,
-        clip=config.propensity_clip,
-        seed=config.seed,
+        table,
+        inputs,
+        lambda changed, name: plugin.reestimate(changed, name, pctx),  # type: ignore[attr-defined]
+        n_simulations=cfg.n_simulations,
+        n_splits=cfg.n_splits,
+        abs_tolerance=cfg.abs_tolerance,
+        seed=cfg.seed,
         log=context.log,
+        reference=reference_estimates(table, inputs, cfg.reference_plugin, pctx),
     )
-    severity = dg.AssetCheckSeverity.ERROR if config.severity == "ERROR" else dg.AssetCheckSeverity.WARN
+    refuted = [o for o in outcomes if not o.passed]
+    ates = table.filter(pl.col("estimand") == "ATE")
+    meta: dict[str, Any] = {"plugin": config.plugin}  # type: ignore[attr-defined]
+    if not ates.is_empty():
+        head = ates.row(0, named=True)
+        meta |= {
+            "headline_ate": _rounded(head["estimate"]),
+            "headline_estimator": head["estimator"],
+            "ci": f"[{head['ci_low']:.4f}, {head['ci_high']:.4f}]",
+        }
+    meta |= {
+        **diagnostics,
+        REFUTED: "; ".join(f"{o.name} ({o.cause or 'failed'})" for o in refuted) or "no",
+        "estimate_seconds": round(estimate_seconds, 2),
+        "refutation_seconds": round(time.perf_counter() - start, 2),
+        "estimates": md.markdown(ates),
+    }
+    yield dg.Output(table, metadata=meta)
+    severity = dg.AssetCheckSeverity.ERROR if BLOCKING else dg.AssetCheckSeverity.WARN
     for outcome in outcomes:
         if not outcome.passed:
             context.log.warning(f"refutation {outcome.name} failed: {outcome.message}")
         yield dg.AssetCheckResult(
             check_name=outcome.name,
-            asset_key="treatment_effects",
             passed=outcome.passed,
             severity=severity,
             description=outcome.message,
-            metadata={**outcome.metadata(), "applicable": outcome.applicable},
+            metadata=outcome.metadata(),
         )
-
-
-REFUTATION_CHECKS = [refutation_checks]

@@ -10,9 +10,11 @@ from causalrec_assets import metadata as md
 from causalrec_assets.bayesnet import frame_to_network
 from causalrec_assets.contracts import train_rows, with_default_split
 from causalrec_assets.evaluation import evaluate, evaluation_plot
+from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import RankingInputs
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_assets.stages.effects import REFUTED
 from causalrec_assets.variables import VariableEncoder
 from causalrec_resources.variables import CausalVariablesResource
 
@@ -48,8 +50,12 @@ def ranking(
     """Rank every user's unseen items by the ranking plugin's causal score."""
     plugin = plugin_from_config("ranking", config, context.log)
     edges = [tuple(e) for e in causal_graph["edges"]]
+    train = train_rows(interactions)
     encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
-        users, items, train_rows(interactions), item_topics, item_embeddings=item_embeddings
+        users, items, train, item_topics, item_embeddings=item_embeddings
+    )
+    featurizer = PairFeaturizer(n_components=variable_settings.text_components).fit(
+        users, items, train, item_embeddings, item_topics
     )
     inputs = RankingInputs(
         users=users,
@@ -62,10 +68,14 @@ def ranking(
         edges=edges,
         network=frame_to_network(bayesian_network, edges),
         treatment_effects=treatment_effects,
+        pair_featurizer=featurizer,
     )
     start = time.perf_counter()
     out = plugin.rank(inputs, plugin_context(context))  # type: ignore[attr-defined]
     seconds = round(time.perf_counter() - start, 2)
+    refuted = refutation_verdict(context)
+    if refuted != "no":
+        context.log.warning(f"the headline effect these recommendations rest on was refuted: {refuted}")
     yield dg.Output(
         out.recommendations,
         "recommendations",
@@ -73,10 +83,20 @@ def ranking(
             "dagster/row_count": out.recommendations.height,
             "users": out.recommendations["user_id"].n_unique(),
             "seconds": seconds,
+            "headline_refuted": refuted,
             "preview": md.markdown(out.recommendations.head(15)),
         },
     )
     yield dg.Output(out.test_scores, "test_scores", metadata={"dagster/row_count": out.test_scores.height})
+
+
+def refutation_verdict(context: dg.AssetExecutionContext) -> str:
+    """What the latest ``treatment_effects`` materialization says was refuted ("no": nothing)."""
+    key = context.asset_key_for_input("treatment_effects")
+    event = context.instance.get_latest_materialization_event(key)
+    materialization = event.asset_materialization if event is not None else None
+    value = materialization.metadata.get(REFUTED) if materialization is not None else None
+    return str(value.value) if value is not None else "unknown (no refutation recorded)"
 
 
 @dg.asset(group_name="ranking", owners=OWNERS)

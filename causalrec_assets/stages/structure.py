@@ -7,7 +7,8 @@ import polars as pl
 
 from causalrec_assets import metadata as md
 from causalrec_assets.bayesnet import adjustment_set, cpds_to_frame, fit_network
-from causalrec_assets.contracts import train_rows
+from causalrec_assets.contracts import train_rows, with_default_split
+from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.graph_picture import causal_paths, graph_picture
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import Knowledge
@@ -47,18 +48,37 @@ def item_topics(variable_settings: CausalVariablesResource, item_embeddings: pl.
     )
 
 
-@dg.asset(group_name="structure", owners=OWNERS)
-def causal_variables(
+@dg.multi_asset(
+    outs={
+        "causal_variables": dg.AssetOut(
+            description="One discrete row per training pair, for structure learning and the network.",
+            group_name="structure",
+            owners=OWNERS,
+        ),
+        "pair_features": dg.AssetOut(
+            description="Every logged pair (training and test) as row-level features, for the estimators.",
+            group_name="structure",
+            owners=OWNERS,
+        ),
+    },
+    name="variables",
+)
+def variables(
     variable_settings: CausalVariablesResource,
     users: pl.DataFrame,
     items: pl.DataFrame,
     interactions: pl.DataFrame,
     item_topics: pl.DataFrame,
     item_embeddings: pl.DataFrame,
-) -> dg.Output:
-    """One discrete row per training pair: attributes, derived variables (topic, popularity,
-    leave-one-out affinity), exposure, outcome."""
-    train = train_rows(interactions)
+):
+    """The causal model's variables, twice: ``causal_variables``, one discrete row per training
+    pair (attributes with numbers binned, derived variables: topic, popularity, cross-fitted
+    affinity; exposure, binarised outcome); and ``pair_features``, every logged pair with the
+    data as it is (numbers as numbers, categorical codes, the item text's components, the
+    user's cross-fitted taste and history; see ``causalrec_assets.features``), with exposure and
+    the outcome as logged."""
+    logged = with_default_split(interactions)
+    train = train_rows(logged)
     encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
         users, items, train, item_topics, item_embeddings=item_embeddings
     )
@@ -71,7 +91,21 @@ def causal_variables(
     }
     if AFFINITY in table.columns:
         meta["affinity_levels"] = md.markdown(table.group_by(AFFINITY).len().sort(AFFINITY))
-    return dg.Output(table, metadata=meta)
+    yield dg.Output(table, "causal_variables", metadata=meta)
+    featurizer = PairFeaturizer(n_components=variable_settings.text_components).fit(
+        users, items, train, item_embeddings, item_topics
+    )
+    features = pl.concat([logged.select("user_id", "item_id", "split"), featurizer.transform(logged)], how="horizontal")
+    yield dg.Output(
+        features,
+        "pair_features",
+        metadata={
+            "dagster/row_count": features.height,
+            "features": len(featurizer.feature_names),
+            "categorical": ", ".join(c for c in featurizer.feature_names if features.schema[c].is_integer()) or "none",
+            "left_out": md.markdown_dict(featurizer.skipped_) if featurizer.skipped_ else "none",
+        },
+    )
 
 
 def stage_knowledge(variables: pl.DataFrame) -> Knowledge:

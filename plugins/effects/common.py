@@ -1,5 +1,5 @@
-"""What every built-in effects plugin shares: the typed parameters, the adjustment set read
-off the graph, the identifiability check, and the bootstrap rows of ``EFFECT_COLUMNS``."""
+"""What every built-in effects plugin shares: the adjustment set read off the graph, the
+identifiability check, the Bayesian network's do-query rows, and rows of ``EFFECT_COLUMNS``."""
 
 from __future__ import annotations
 
@@ -8,29 +8,38 @@ import polars as pl
 from pydantic import Field
 
 from causalrec_assets.bayesnet import adjustment_set, fit_network, interventional
-from causalrec_assets.estimators import ESTIMATORS, bootstrap_interval
 from causalrec_assets.plugin_api import EFFECT_COLUMNS, EffectInputs, PluginConfig, PluginContext
+from causalrec_plugins.effects.estimators import Estimate
 
 SCHEMA_OVERRIDES = {"estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}
 
 
-class EstimatorConfig(PluginConfig):
-    n_bootstrap: int = Field(default=200, description="Bootstrap resamples of the rows for the interval.")
-    propensity_clip: float = Field(default=0.02, description="Propensities are clipped to [c, 1 - c].")
-    seed: int = Field(default=0, description="Seed of the bootstrap.")
-
-
 class NetworkConfig(PluginConfig):
-    network_bootstrap: int = Field(default=20, description="Network refits on resampled rows for the intervals.")
-    equivalent_sample_size: float = Field(default=1.0, description="BDeu prior strength for refits.")
+    network_bootstrap: int = Field(
+        default=10, ge=0, description="Network refits on resampled rows; their spread gives the intervals."
+    )
+    equivalent_sample_size: float = Field(default=1.0, gt=0, description="BDeu prior strength for refits.")
     max_segment_levels: int = Field(
-        default=8, description="Segment effects for variables with at most this many levels."
+        default=8, ge=0, description="Segment effects for variables with at most this many levels."
     )
     seed: int = Field(default=0, description="Seed of the bootstrap.")
 
 
 def row(treatment: str, outcome: str, estimand: str, estimator: str, est: float, lo: float, hi: float) -> dict:
     return dict(zip(EFFECT_COLUMNS, [treatment, outcome, estimand, estimator, est, lo, hi], strict=True))
+
+
+def estimate_row(inputs: EffectInputs, estimate: Estimate) -> dict:
+    """An ATE row on the outcome's own scale."""
+    return row(
+        inputs.treatment,
+        inputs.outcome,
+        "ATE",
+        estimate.estimator,
+        estimate.estimate,
+        estimate.ci_low,
+        estimate.ci_high,
+    )
 
 
 def frame(rows: list[dict]) -> pl.DataFrame:
@@ -40,6 +49,11 @@ def frame(rows: list[dict]) -> pl.DataFrame:
 def not_identifiable(inputs: EffectInputs, context: PluginContext) -> pl.DataFrame | None:
     """The single ``not_identifiable`` row when the treatment takes one value, else None."""
     t = inputs.treatment
+    for name in (t, inputs.outcome):
+        if name not in inputs.variables.columns:
+            raise KeyError(
+                f"the variable table has no {name!r} column (columns: {', '.join(inputs.variables.columns)})"
+            )
     if inputs.variables[t].cast(pl.Int64).n_unique() >= 2:
         return None
     context.log.warning(
@@ -51,22 +65,27 @@ def not_identifiable(inputs: EffectInputs, context: PluginContext) -> pl.DataFra
     return frame([row(t, inputs.outcome, "ATE", "not_identifiable", nan, nan, nan)])
 
 
-def graph_adjustment(inputs: EffectInputs, context: PluginContext) -> list[str]:
+def graph_adjustment(inputs: EffectInputs, context: PluginContext | None = None) -> list[str]:
     adjust = [
         v for v in adjustment_set(inputs.edges, inputs.treatment, inputs.outcome) if v in inputs.variables.columns
     ]
-    context.log.info("adjustment set from the graph: %s", adjust or "empty")
+    if context is not None:
+        context.log.info("adjustment set from the graph: %s", adjust or "empty")
     return adjust
 
 
-def estimator_row(
-    name: str, inputs: EffectInputs, adjust: list[str], cfg: EstimatorConfig, rng: np.random.Generator
-) -> dict:
-    """One ATE row of a row-level estimator (``ESTIMATORS``) with its bootstrap interval."""
-    kwargs = {} if name == "naive" else {"clip": cfg.propensity_clip}
-    terms = ESTIMATORS[name](inputs.variables, adjust, inputs.treatment, inputs.outcome, **kwargs)
-    lo, hi = bootstrap_interval(terms, cfg.n_bootstrap, rng)
-    return row(inputs.treatment, inputs.outcome, "ATE", name, terms.value(), lo, hi)
+def binarised_label(inputs: EffectInputs) -> str:
+    """How the network's outcome relates to the data's: empty when it is the outcome itself
+    (0/1 data), else ``[outcome>=t]``, so its estimands say they are on a binarised outcome."""
+    features = inputs.features
+    if features is None or features.binary_outcome:
+        return ""
+    return f"[{inputs.outcome}>={features.outcome_threshold:g}]"
+
+
+def network_effect(model, inputs: EffectInputs, evidence: dict | None = None) -> float:
+    p = interventional(model, inputs.treatment, inputs.outcome, evidence or {})
+    return p.get("1", np.nan) - p.get("0", np.nan)
 
 
 def network_rows(
@@ -84,22 +103,20 @@ def network_rows(
     ]
 
     def effects(m) -> list[float]:
-        out = []
-        for evidence in [{}] + [{v: lv} for v, lv in segments]:
-            p = interventional(m, t, y, evidence)
-            out.append(p.get("1", np.nan) - p.get("0", np.nan))
-        return out
+        return [network_effect(m, inputs, evidence) for evidence in [{}] + [{v: lv} for v, lv in segments]]
 
-    point = effects(model)
+    point = np.array(effects(model))
     draws = []
     for b in range(cfg.network_bootstrap):
         sample = data[rng.integers(0, data.height, size=data.height)]
         draws.append(effects(fit_network(sample, inputs.edges, cfg.equivalent_sample_size)))
         if (b + 1) % 10 == 0:
             context.log.info("do-query bootstrap %d/%d", b + 1, cfg.network_bootstrap)
-    if draws:
-        lo, hi = np.nanquantile(np.array(draws), 0.025, axis=0), np.nanquantile(np.array(draws), 0.975, axis=0)
+    if len(draws) >= 2:  # a normal interval from the refits' spread: steadier than percentiles of a few
+        spread = np.nanstd(np.array(draws), axis=0, ddof=1)
+        lo, hi = point - 1.96 * spread, point + 1.96 * spread
     else:
         lo = hi = np.full(len(point), np.nan)
-    names = ["ATE"] + [f"{v}={lv}" for v, lv in segments]
+    label = binarised_label(inputs)
+    names = [f"ATE{label}"] + [f"{v}={lv}{label}" for v, lv in segments]
     return [row(t, y, name, "bn_do_query", float(point[k]), float(lo[k]), float(hi[k])) for k, name in enumerate(names)]

@@ -1,26 +1,29 @@
 """One plugin per estimator, for a pipeline (or a comparison) that wants just that one: each
-adjusts for the backdoor set read off the learned graph and bootstraps its interval."""
+adjusts for the backdoor set read off the learned graph, with the interval its library gives."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
 
 from causalrec_assets.plugin_api import EffectInputs, EffectsPlugin, PluginContext
+from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
 from causalrec_plugins.effects.common import (
-    EstimatorConfig,
     NetworkConfig,
-    estimator_row,
+    estimate_row,
     frame,
     graph_adjustment,
     network_rows,
     not_identifiable,
 )
+from causalrec_plugins.effects.estimators import EstimatorConfig, effect_data, fit_estimate
 
 
 class _RowEstimator(EffectsPlugin):
     Config = EstimatorConfig
-    estimator: str = ""
+    estimator: ClassVar[str] = ""
 
     def estimate(self, inputs: EffectInputs, context: PluginContext) -> pl.DataFrame:
         cfg: EstimatorConfig = self.config  # type: ignore[assignment]
@@ -28,7 +31,36 @@ class _RowEstimator(EffectsPlugin):
         if blocked is not None:
             return blocked
         adjust = graph_adjustment(inputs, context) if self.estimator != "naive" else []
-        return frame([estimator_row(self.estimator, inputs, adjust, cfg, np.random.default_rng(cfg.seed))])
+        data = effect_data(inputs, adjust, cross=cfg.nuisance == "boosting")
+        return frame([estimate_row(inputs, fit_estimate(self.estimator, data, cfg))])
+
+    def reestimate(self, inputs: EffectInputs, estimator: str, context: PluginContext) -> float:
+        return BackdoorEffects(BackdoorConfig(**self.config.model_dump())).reestimate(inputs, estimator, context)
+
+
+class DRLearnerEffects(_RowEstimator):
+    """EconML's doubly robust learner (cross-fitted AIPW) with boosted nuisance models."""
+
+    estimator = "dr_learner"
+
+
+class WithinUserEffects(_RowEstimator):
+    """Doubly robust within each user's log: pairs compared with the same user's pairs of the
+    same topic, so what is constant there (a taste, a trait no table holds) cancels."""
+
+    estimator = "within_user"
+
+
+class LinearDMLEffects(_RowEstimator):
+    """EconML's LinearDML: the ATE of a linear effect surface over the adjustment covariates."""
+
+    estimator = "linear_dml"
+
+
+class CausalForestEffects(_RowEstimator):
+    """EconML's CausalForestDML: the forest's ATE with its doubly robust interval."""
+
+    estimator = "causal_forest"
 
 
 class NaiveEffects(_RowEstimator):
@@ -38,7 +70,7 @@ class NaiveEffects(_RowEstimator):
 
 
 class IPSEffects(_RowEstimator):
-    """Horvitz–Thompson inverse-propensity weighting (calibrated, clipped propensities)."""
+    """Horvitz-Thompson inverse-propensity weighting (cross-fitted propensities)."""
 
     estimator = "ips"
 
@@ -47,12 +79,6 @@ class SNIPSEffects(_RowEstimator):
     """Self-normalised inverse-propensity weighting."""
 
     estimator = "snips"
-
-
-class DoublyRobustEffects(_RowEstimator):
-    """AIPW with DR-JL-weighted imputation models."""
-
-    estimator = "doubly_robust"
 
 
 class NetworkEffects(EffectsPlugin):
@@ -67,3 +93,6 @@ class NetworkEffects(EffectsPlugin):
             return blocked
         adjust = graph_adjustment(inputs, context)
         return frame(network_rows(inputs, adjust, cfg, np.random.default_rng(cfg.seed), context))
+
+    def reestimate(self, inputs: EffectInputs, estimator: str, context: PluginContext) -> float:
+        return BackdoorEffects(BackdoorConfig(**self.config.model_dump())).reestimate(inputs, estimator, context)

@@ -11,12 +11,14 @@ exposure randomized, so uplift can be evaluated.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 import numpy as np
 import polars as pl
 from pydantic import Field
 
 from causalrec_assets.plugin_api import Dataset, GroundTruth, IngestPlugin, PluginConfig, PluginContext
+from causalrec_plugins.ingest.scenarios import SCENARIOS, draw_world
 
 AGE_GROUPS = ["18-24", "25-34", "35-49", "50+"]
 ACTIVITY = ["low", "high"]
@@ -68,7 +70,15 @@ TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {
 }
 
 
+WorldKind = Literal["default", *SCENARIOS]  # type: ignore[valid-type]
+
+
 class SimulatorConfig(PluginConfig):
+    scenario: WorldKind = Field(  # type: ignore[valid-type]
+        default="default",
+        description="Which world: 'default' (this module's), or another kind of confounding, no effect, a negative "
+        "effect, a hidden confounder, a continuous outcome (see causalrec_plugins.ingest.scenarios).",
+    )
     seed: int = Field(default=7, description="Seed of the world: same seed, same data.")
     n_users: int = Field(default=1500, description="Number of users.")
     n_items: int = Field(default=240, description="Number of items.")
@@ -96,6 +106,16 @@ def _item_texts(rng: np.random.Generator, topics: np.ndarray, names: list[str]) 
 
 def simulate(config: SimulatorConfig) -> Dataset:
     """Draw a world. Pure function of the config (and so of its seed)."""
+    if config.scenario != "default":
+        return draw_world(
+            config.scenario,
+            seed=config.seed,
+            n_users=config.n_users,
+            n_items=config.n_items,
+            pairs_per_user=config.pairs_per_user,
+            test_pairs_per_user=config.test_pairs_per_user,
+            days=config.days,
+        )
     if not 2 <= config.n_topics <= len(TOPICS):
         raise ValueError(f"n_topics must be between 2 and {len(TOPICS)}, got {config.n_topics}")
     rng = np.random.default_rng(config.seed)

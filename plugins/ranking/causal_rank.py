@@ -1,29 +1,23 @@
 """The default ranker: by estimated uplift where the log has unexposed outcomes, else by
 debiased relevance E[outcome | do(shown)] (missing-not-at-random rating data).
 
-Uplift (see ``uplift_rank``): the DR-learner or the Bayesian network's do-query on the
-graph's variables. Relevance (see ``relevance_rank``): a matrix factorisation with user and
-item side features (attributes, item text embeddings) trained with inverse-propensity or
-doubly robust weights, chosen on a validation split of the training log.
+Uplift (see ``uplift_rank``): EconML's DR learner on each pair's personal features (the
+user's taste, the item's text, attributes) or the Bayesian network's do-query. Relevance
+(see ``relevance_rank``): a matrix factorisation with user and item side features
+(attributes, item text embeddings) trained with inverse-propensity or doubly robust
+weights, chosen on a validation split of the training log.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.plugin_api import PluginContext, RankingInputs, RankingOutput, RankingPlugin
 from causalrec_plugins.ranking.relevance_rank import RelevanceParams, fit_relevance
-from causalrec_plugins.ranking.uplift_rank import (
-    UPLIFT_MODEL_HELP,
-    UpliftModel,
-    has_unexposed_outcomes,
-    uplift_scorer,
-)
+from causalrec_plugins.ranking.uplift_rank import UpliftConfig, has_unexposed_outcomes, uplift_scorer
 
 
-class CausalRankingConfig(RelevanceParams):
-    uplift_model: UpliftModel = Field(default="dr_learner", description=UPLIFT_MODEL_HELP)
+class CausalRankingConfig(RelevanceParams, UpliftConfig):
+    """The relevance model's parameters (rating data) and the uplift model's (uplift data)."""
 
 
 class CausalRanking(RankingPlugin):
@@ -36,7 +30,7 @@ class CausalRanking(RankingPlugin):
         candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
         if has_unexposed_outcomes(inputs.interactions):
             context.log.info("uplift ranking (%s) of %d candidate pairs", cfg.uplift_model, candidates.height)
-            score = uplift_scorer(inputs, cfg.uplift_model, cfg.propensity_clip, cfg.seed)
+            score = uplift_scorer(inputs, cfg)
         else:
             context.log.info("rating data: debiased relevance ranking of %d candidate pairs", candidates.height)
             score, _ = fit_relevance(inputs, cfg, context)

@@ -1,10 +1,13 @@
-"""Uplift ranking: items by E[y | do(shown), x] − E[y | do(not shown), x], for logs that record
-outcomes of unexposed pairs too.
+"""Uplift ranking: items by what showing them does for *this* user, E[y | do(shown), x] -
+E[y | do(not shown), x], for logs that record outcomes of unexposed pairs too.
 
-x are the pair's variables the graph says can modify the effect (the outcome's parents). By
-default the uplift is estimated by the DR-learner (doubly robust pseudo-outcomes, adjusted
-with the graph's backdoor set, regressed on x); the Bayesian network's do-query is the
-alternative.
+x describes the pair as the data has it: the user's taste (the mean text embedding of what
+they engaged with, cross-fitted), the item's text components, their affinity, and the
+attributes of both (see ``causalrec_assets.features``). By default the uplift is EconML's DR
+learner: doubly robust pseudo-outcomes from boosted, cross-fitted propensity and outcome
+models, regressed on x by a shallow boosted model, so two users with the same attributes get
+different lists when their histories differ. The Bayesian network's do-query is the
+segment-level alternative (one value per cell of the outcome's parents in the graph).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from pydantic import Field
+from sklearn.model_selection import KFold
 
 from causalrec_assets.bayesnet import adjustment_set, interventional
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.estimators import aipw, dummy_columns, fit_dr_learner, one_hot
+from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.plugin_api import (
     PluginConfig,
     PluginContext,
@@ -27,26 +32,30 @@ from causalrec_assets.plugin_api import (
     RankingPlugin,
 )
 from causalrec_assets.variables import OUTCOME, TREATMENT
+from causalrec_plugins.effects.estimators import EffectData, fitting, with_cell
+from causalrec_plugins.effects.nuisance import NUISANCE_HELP, NuisanceKind, effect_model, nuisance_models
 
 UpliftModel = Literal["dr_learner", "bn_do_query"]
 UPLIFT_MODEL_HELP = (
-    "How a pair's uplift is estimated: 'dr_learner' boosts the doubly robust pseudo-outcomes on the "
-    "outcome's parents in the graph; 'bn_do_query' asks the Bayesian network per distinct pair."
+    "How a pair's uplift is estimated: 'dr_learner' (EconML's DR learner on the user's taste, the item's text and "
+    "the attributes: personal) or 'bn_do_query' (the Bayesian network per cell of the outcome's parents)."
 )
 
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
 
 
 class UpliftConfig(PluginConfig):
-    k: int = Field(default=10, description="Recommendations per user.")
+    k: int = Field(default=10, ge=1, description="Recommendations per user.")
     uplift_model: UpliftModel = Field(default="dr_learner", description=UPLIFT_MODEL_HELP)
-    propensity_clip: float = Field(default=0.02, description="Propensities are clipped to [c, 1 - c].")
+    nuisance: NuisanceKind = Field(default="boosting", description=NUISANCE_HELP)
+    folds: int = Field(default=3, ge=2, description="Cross-fitting folds of the DR learner's nuisance models.")
+    propensity_clip: float = Field(default=0.01, ge=0.0, lt=0.5, description="Propensities are clipped to [c, 1 - c].")
     seed: int = Field(default=0, description="Seed of the models.")
 
 
 def effect_modifiers(edges: list[tuple[str, str]], available: list[str]) -> list[str]:
-    """The variables a pair's uplift can depend on under the graph: the outcome's parents
-    (besides exposure), else the adjustment set."""
+    """The discrete variables a pair's uplift can depend on under the graph: the outcome's
+    parents (besides exposure), else the adjustment set."""
     parents_y = [a for a, b in edges if b == OUTCOME and a != TREATMENT and a in available]
     return parents_y or [v for v in adjustment_set(edges) if v in available]
 
@@ -67,18 +76,55 @@ def bn_uplift_scores(inputs: RankingInputs, pairs: pl.DataFrame) -> pl.DataFrame
     return frame.join(cells, on=modifiers, how="left", maintain_order="left").select("user_id", "item_id", "score")
 
 
-def dr_uplift_model(inputs: RankingInputs, clip: float, seed: int) -> PairScorer:
-    """A scorer of pairs: the DR-learner fitted on the training log's pseudo-outcomes."""
-    data = inputs.variables
-    modifiers = effect_modifiers(inputs.edges, [c for c in data.columns if c not in (TREATMENT, OUTCOME)])
-    nuisance = aipw(data, adjustment_set(inputs.edges), TREATMENT, OUTCOME, clip)
-    columns = dummy_columns(data, modifiers)
-    model = fit_dr_learner(one_hot(data, modifiers, columns), nuisance.psi, seed)
+def featurizer_of(inputs: RankingInputs) -> PairFeaturizer:
+    """The pipeline's fitted featurizer, or one fitted here on the ranking inputs."""
+    if inputs.pair_featurizer is not None:
+        return inputs.pair_featurizer
+    embeddings = inputs.item_embeddings if "embedding" in inputs.item_embeddings.columns else None
+    return PairFeaturizer().fit(inputs.users, inputs.items, train_rows(inputs.interactions), embeddings)
+
+
+def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> PairScorer:
+    """A scorer of pairs: EconML's DR learner fitted on the training log. Its effect model sees
+    the features of the outcome's causes in the graph (with ``affinity``, the user's taste and
+    history); its nuisance models see those and the rest of the graph's adjustment set."""
+    from econml.dr import DRLearner
+
+    featurizer = featurizer_of(inputs)
+    train = featurizer.features(train_rows(inputs.interactions))
+    modifiers = effect_modifiers(inputs.edges, list(train.groups))
+    columns = train.columns_for(modifiers) or train.feature_columns
+    adjust = [c for c in train.columns_for(adjustment_set(inputs.edges)) if c not in columns]
+    x, t, y = train.arrays(columns + adjust)
+    categorical = [c in set(train.categorical) for c in columns + adjust]
+    data = EffectData(x, t, y, categorical, columns + adjust)
+    crossed = with_cell(data) if cfg.nuisance == "boosting" else data
+    # X: what the effect may vary with (the outcome's causes); W: the rest of the adjustment, and the cell
+    w = crossed.w[:, len(columns) :] if crossed.w.shape[1] > len(columns) else None
+    x = crossed.w[:, : len(columns)]
+    propensity, regression = nuisance_models(cfg.nuisance, train.binary_outcome, crossed.categorical, cfg.seed)
+    model = DRLearner(
+        model_propensity=propensity,
+        model_regression=regression,
+        model_final=effect_model(cfg.seed, len(y)),
+        discrete_outcome=train.binary_outcome,
+        cv=KFold(cfg.folds, shuffle=True, random_state=cfg.seed),
+        min_propensity=max(cfg.propensity_clip, 1e-6),
+        random_state=cfg.seed,
+    )
+    with fitting():
+        model.fit(y, t, X=x, W=w)
 
     def score(pairs: pl.DataFrame) -> pl.DataFrame:
-        features = inputs.variable_encoder.pair_features(pairs)
-        preds = model.predict(one_hot(features, modifiers, columns)) if pairs.height else []
-        return pairs.select("user_id", "item_id").with_columns(pl.Series("score", preds, dtype=pl.Float64))
+        keys = pairs.select("user_id", "item_id")
+        if not keys.height:
+            return keys.with_columns(pl.lit(None, pl.Float64).alias("score"))
+        parts = []
+        for start in range(0, keys.height, 200_000):  # bounded memory on large candidate sets
+            chunk = featurizer.transform(keys[start : start + 200_000]).select(columns).to_numpy()
+            with fitting():
+                parts.append(np.ravel(model.effect(chunk.astype(np.float64))))
+        return keys.with_columns(pl.Series("score", np.concatenate(parts), dtype=pl.Float64))
 
     return score
 
@@ -87,19 +133,19 @@ def has_unexposed_outcomes(interactions: pl.DataFrame) -> bool:
     return train_rows(interactions)[TREATMENT].cast(pl.Int64).n_unique() > 1
 
 
-def uplift_scorer(inputs: RankingInputs, model: UpliftModel, clip: float, seed: int) -> PairScorer:
+def uplift_scorer(inputs: RankingInputs, cfg: UpliftConfig) -> PairScorer:
     if not has_unexposed_outcomes(inputs.interactions):
         raise ValueError(
             "uplift ranking needs training rows with exposure = 0 and their outcomes; this log has one exposure "
             "value only (rating data): use the 'relevance' or 'causal' ranker"
         )
-    if model == "bn_do_query":
+    if cfg.uplift_model == "bn_do_query":
         return lambda pairs: bn_uplift_scores(inputs, pairs)
-    return dr_uplift_model(inputs, clip, seed)
+    return personal_uplift_model(inputs, cfg)
 
 
 class UpliftRanking(RankingPlugin):
-    """Ranks by estimated uplift (DR-learner or Bayesian-network do-query)."""
+    """Ranks by estimated personal uplift (EconML's DR learner) or the network's do-query."""
 
     Config = UpliftConfig
 
@@ -107,7 +153,7 @@ class UpliftRanking(RankingPlugin):
         cfg: UpliftConfig = self.config  # type: ignore[assignment]
         candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
         context.log.info("uplift ranking (%s) of %d candidate pairs", cfg.uplift_model, candidates.height)
-        score = uplift_scorer(inputs, cfg.uplift_model, cfg.propensity_clip, cfg.seed)
+        score = uplift_scorer(inputs, cfg)
         return RankingOutput(
             recommendations=top_k(score(candidates), cfg.k), test_scores=score(test_pairs(inputs.interactions))
         )

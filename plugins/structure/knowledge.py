@@ -66,7 +66,11 @@ class LearnerConfig(PluginConfig):
         le=1.0,
         description="Edges found in fewer than this fraction of resamples are flagged unstable.",
     )
-    n_jobs: int = Field(default=2, ge=1, description="Processes for the bootstrap resamples.")
+    n_jobs: int = Field(
+        default=2,
+        ge=1,
+        description="Processes for the bootstrap resamples (started only where they save more than they cost).",
+    )
 
     @model_validator(mode="after")
     def _knowledge_is_consistent(self) -> LearnerConfig:
