@@ -74,7 +74,9 @@ def ranking(
     out = plugin.rank(inputs, plugin_context(context))  # type: ignore[attr-defined]
     seconds = round(time.perf_counter() - start, 2)
     refuted = refutation_verdict(context)
-    if refuted != "no":
+    if refuted == UNKNOWN:
+        context.log.info("this instance has no record of treatment_effects' refutation checks")
+    elif refuted != "no":
         context.log.warning(f"the headline effect these recommendations rest on was refuted: {refuted}")
     yield dg.Output(
         out.recommendations,
@@ -90,13 +92,16 @@ def ranking(
     yield dg.Output(out.test_scores, "test_scores", metadata={"dagster/row_count": out.test_scores.height})
 
 
+UNKNOWN = "unknown (no refutation recorded)"
+
+
 def refutation_verdict(context: dg.AssetExecutionContext) -> str:
     """What the latest ``treatment_effects`` materialization says was refuted ("no": nothing)."""
     key = context.asset_key_for_input("treatment_effects")
     event = context.instance.get_latest_materialization_event(key)
     materialization = event.asset_materialization if event is not None else None
     value = materialization.metadata.get(REFUTED) if materialization is not None else None
-    return str(value.value) if value is not None else "unknown (no refutation recorded)"
+    return str(value.value) if value is not None else UNKNOWN
 
 
 @dg.asset(group_name="ranking", owners=OWNERS)

@@ -291,6 +291,33 @@ def mechanisms(scenario: str, rng: np.random.Generator, n_users: int, n_items: i
     return builders[scenario]()
 
 
+def log_table(
+    users: np.ndarray,
+    items: np.ndarray,
+    exposure: np.ndarray,
+    outcome: np.ndarray,
+    seconds: np.ndarray,
+    test: np.ndarray,
+) -> pl.DataFrame:
+    """The canonical interactions table of a simulated log (timestamps: seconds into 2026)."""
+    start = datetime(2026, 1, 1)
+    return pl.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items,
+            "exposure": exposure.astype(np.int8),
+            "outcome": outcome,
+            "timestamp": [start + timedelta(seconds=int(s)) for s in seconds],
+            "split": np.where(test, "test", "train"),
+        }
+    ).sort("timestamp")
+
+
+def uplift_table(users: np.ndarray, items: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> pl.DataFrame:
+    """The truth's ``uplift`` frame: each pair's outcome without and with exposure."""
+    return pl.DataFrame({"user_id": users, "item_id": items, "p0": p0, "p1": p1, "uplift": p1 - p0})
+
+
 def logged_pairs(rng: np.random.Generator, n_users: int, n_items: int, per_user: int) -> np.ndarray:
     """``per_user`` distinct item indices for every user, without a users x items matrix."""
     if per_user > n_items:
@@ -342,26 +369,14 @@ def sample_world(
         outcome = (rng.random(u.size) < np.where(exposure, mu1, mu0)).astype(np.int8)
     else:
         outcome = np.round(mu0 + exposure * tau + rng.normal(0, world.noise, u.size), 3)
-    start = datetime(2026, 1, 1)
     seconds = rng.integers(0, days * 86400, size=u.size)
     user_ids, item_ids = world.users["user_id"].to_numpy(), world.items["item_id"].to_numpy()
-    interactions = pl.DataFrame(
-        {
-            "user_id": user_ids[u],
-            "item_id": item_ids[i],
-            "exposure": exposure.astype(np.int8),
-            "outcome": outcome,
-            "timestamp": [start + timedelta(seconds=int(s)) for s in seconds],
-            "split": np.where(is_test, "test", "train"),
-        }
-    ).sort("timestamp")
+    interactions = log_table(user_ids[u], item_ids[i], exposure, outcome, seconds, is_test)
     all_u = np.repeat(np.arange(n_users), n_items)
     all_i = np.tile(np.arange(n_items), n_users)
     q0, q_tau = world.mu0(all_u, all_i), world.tau(all_u, all_i)
     q1 = np.clip(q0 + q_tau, 0.0, 1.0) if world.binary else q0 + q_tau
-    uplift = pl.DataFrame(
-        {"user_id": user_ids[all_u], "item_id": item_ids[all_i], "p0": q0, "p1": q1, "uplift": q1 - q0}
-    )
+    uplift = uplift_table(user_ids[all_u], item_ids[all_i], q0, q1)
     nodes = sorted({v for edge in world.edges for v in edge})
     truth = GroundTruth(
         edges=world.edges, nodes=nodes, ate=float(np.mean(tau[~is_test])), confounders=world.confounders, uplift=uplift

@@ -10,7 +10,6 @@ exposure randomized, so uplift can be evaluated.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -18,7 +17,7 @@ import polars as pl
 from pydantic import Field
 
 from causalrec_assets.plugin_api import Dataset, GroundTruth, IngestPlugin, PluginConfig, PluginContext
-from causalrec_plugins.ingest.scenarios import SCENARIOS, draw_world
+from causalrec_plugins.ingest.scenarios import SCENARIOS, draw_world, log_table, uplift_table
 
 AGE_GROUPS = ["18-24", "25-34", "35-49", "50+"]
 ACTIVITY = ["low", "high"]
@@ -167,7 +166,6 @@ def simulate(config: SimulatorConfig) -> Dataset:
     exposure = np.where(is_test, rng.random(is_test.size) < 0.5, rng.random(is_test.size) < propensity)
     p = np.where(exposure, p1, p0)
     outcome = (rng.random(p.size) < p).astype(np.int8)
-    start = datetime(2026, 1, 1)
     seconds = rng.integers(0, config.days * 86400, size=p.size)
 
     user_ids = np.array([f"u{k:05d}" for k in range(nu)])
@@ -187,24 +185,13 @@ def simulate(config: SimulatorConfig) -> Dataset:
             "price_tier": np.array(PRICE_TIERS)[price],
         }
     )
-    interactions = pl.DataFrame(
-        {
-            "user_id": user_ids[users_idx],
-            "item_id": item_ids[items_idx],
-            "exposure": exposure.astype(np.int8),
-            "outcome": outcome,
-            "timestamp": [start + timedelta(seconds=int(s)) for s in seconds],
-            "split": np.where(is_test, "test", "train"),
-        }
-    ).sort("timestamp")
+    interactions = log_table(user_ids[users_idx], item_ids[items_idx], exposure, outcome, seconds, is_test)
 
     # Truth: every (user, item) pair's potential outcomes, and the DAG that generated them.
     all_u = np.repeat(np.arange(nu), ni)
     all_i = np.tile(np.arange(ni), nu)
     q0, q1, _ = probabilities(all_u, all_i)
-    uplift = pl.DataFrame(
-        {"user_id": user_ids[all_u], "item_id": item_ids[all_i], "p0": q0, "p1": q1, "uplift": q1 - q0}
-    )
+    uplift = uplift_table(user_ids[all_u], item_ids[all_i], q0, q1)
     train = ~is_test
     ate = float(np.mean(p1[train] - p0[train]))
     confounders = ["age_group", "item_topic", "price_tier"]
