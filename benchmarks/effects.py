@@ -10,7 +10,8 @@ read off the learned graph, with the same covariates the headline saw:
 
 - DoWhy's backdoor estimators: ``linear_regression`` and ``propensity_score_weighting``
   (bootstrap interval);
-- EconML's ``LinearDRLearner`` with its own default nuisance models.
+- EconML's ``LinearDRLearner`` with its own default (linear) nuisance models, categories
+  one-hot, propensities clipped at 0.01.
 
 Printed per world: the truth, the naive difference, each estimate's error and whether its
 95% interval covers the truth, the refutation verdicts, the top-10 uplift capture of the
@@ -69,7 +70,7 @@ def covariates(storage: Path) -> tuple[pl.DataFrame, list[str], list[str]]:
 def dowhy_estimates(frame: pl.DataFrame, columns: list[str], categorical: list[str]) -> dict[str, tuple]:
     from dowhy import CausalModel
 
-    data = frame.select(columns, "exposure", "outcome").to_pandas()
+    data = frame.select(*columns, "exposure", "outcome").to_pandas()
     for c in categorical:
         data[c] = data[c].astype(str)
     data["exposure"] = data["exposure"].astype(bool)
@@ -87,13 +88,17 @@ def dowhy_estimates(frame: pl.DataFrame, columns: list[str], categorical: list[s
     return out
 
 
-def econml_default(frame: pl.DataFrame, columns: list[str]) -> tuple:
+def econml_default(frame: pl.DataFrame, columns: list[str], categorical: list[str]) -> tuple:
+    """EconML's LinearDRLearner with its default (linear, cross-validated) nuisance models, as
+    a user would call it: categories one-hot, propensities clipped at 0.01 as causalrec's are
+    (its default floor of 1e-6 lets a few weights explode)."""
     from econml.dr import LinearDRLearner
 
-    w = frame.select(columns).to_numpy().astype(float) if columns else np.zeros((frame.height, 1))
+    coded = frame.select(columns).to_dummies(columns=categorical, drop_first=True) if columns else None
+    w = coded.to_numpy().astype(float) if coded is not None else np.zeros((frame.height, 1))
     t, y = frame["exposure"].to_numpy().astype(int), frame["outcome"].to_numpy()
     start = time.perf_counter()
-    model = LinearDRLearner(random_state=0).fit(y, t, X=None, W=w)
+    model = LinearDRLearner(min_propensity=0.01, random_state=0).fit(y, t, X=None, W=w)
     low, high = model.ate_interval(alpha=0.05)
     return (
         float(np.ravel(model.ate())[0]),
@@ -156,7 +161,7 @@ def run_world(world: str, seed: int) -> dict:
             row |= dowhy_estimates(frame, columns, categorical)
         except ImportError:
             print("DoWhy is not installed (pip install -e '.[bench]'): its columns are left out", file=sys.stderr)
-        row["econml_default_dr"] = econml_default(frame, columns)
+        row["econml_default_dr"] = econml_default(frame, columns, categorical)
         return row
 
 
