@@ -31,6 +31,7 @@ from causalrec_assets.variables import (
     attribute_names,
     binarise_threshold,
     log_halves,
+    unit_rows,
 )
 
 TEXT = "item_text"
@@ -216,7 +217,7 @@ class PairFeaturizer:
             item_frame = item_frame.join(coded, on="item_id", how="left", maintain_order="left")
         self.affinity_, self.pca_mean_, self.pca_components_ = None, None, None
         if item_embeddings is not None and not item_embeddings.is_empty():
-            vectors = _unit_rows(item_embeddings)
+            vectors = unit_rows(item_embeddings)
             self._fit_components(vectors)
             text = pl.DataFrame(
                 {"item_id": item_embeddings["item_id"]}
@@ -331,12 +332,6 @@ class PairFeaturizer:
         )
         carried = [pairs[c].cast(pl.Float64) for c in (TREATMENT, OUTCOME) if c in pairs.columns]
         return frame.with_columns(carried) if carried else frame
-
-
-def _unit_rows(item_embeddings: pl.DataFrame) -> np.ndarray:
-    vectors = np.asarray(item_embeddings["embedding"].to_list(), dtype=np.float64).reshape(item_embeddings.height, -1)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)
 
 
 def feature_groups(columns: list[str]) -> dict[str, list[str]]:

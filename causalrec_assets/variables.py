@@ -233,9 +233,7 @@ class Affinity:
     @classmethod
     def fit(cls, train: pl.DataFrame, item_embeddings: pl.DataFrame, threshold: float, n_bins: int) -> Affinity:
         ids = item_embeddings["item_id"]
-        vectors = np.asarray(item_embeddings["embedding"].to_list(), dtype=np.float64).reshape(len(ids), -1)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.where(norms == 0, 1.0, norms)
+        vectors = unit_rows(item_embeddings)
         items = pl.DataFrame({"item_id": ids, "_i": np.arange(len(ids), dtype=np.int64)})
         users = train.select("user_id").unique(maintain_order=True).with_row_index("_u").select("user_id", "_u")
         users = users.with_columns(pl.col("_u").cast(pl.Int64))
@@ -283,20 +281,21 @@ class Affinity:
         counts[~logged] = self.counts[u[~logged]].sum(axis=1)
         return sums, counts
 
-    def _chunks(self, pairs: pl.DataFrame, size: int = 20_000):
+    def _chunks(self, index: tuple[np.ndarray, np.ndarray, np.ndarray], size: int = 20_000):
         """``(rows, sums, counts, item rows)`` for logged pairs with a user, in bounded chunks
         (pairs outside the log share their user's whole profile: see ``_whole``)."""
-        u, i, h = self._index(pairs)
+        u, i, h = index
         known = np.flatnonzero((u >= 0) & (h >= 0))
         for start in range(0, known.size, size):
             part = known[start : start + size]
             sums, counts = self._profiles(u[part], h[part])
             yield part, sums, counts, i[part]
 
-    def _whole(self, pairs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @staticmethod
+    def _whole(index: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(rows, user rows, item rows)`` of the pairs outside the log that have a user: their
         profile is the user's whole one, computed once per user."""
-        u, i, h = self._index(pairs)
+        u, i, h = index
         rows = np.flatnonzero((u >= 0) & (h < 0))
         return rows, u[rows], i[rows]
 
@@ -304,11 +303,12 @@ class Affinity:
         """Each pair's taste (the mean unit vector of its profile) mapped by ``project`` to
         ``dim`` columns; NaN rows where the profile is empty."""
         out = np.full((pairs.height, dim), np.nan)
-        for part, sums, counts, _ in self._chunks(pairs):
+        index = self._index(pairs)
+        for part, sums, counts, _ in self._chunks(index):
             has = counts > 0
             if has.any():
                 out[part[has]] = project(sums[has] / counts[has, None])
-        rows, users, _ = self._whole(pairs)
+        rows, users, _ = self._whole(index)
         totals, counts = self.sums.sum(axis=1), self.counts.sum(axis=1)
         per_user = np.full((len(counts), dim), np.nan)
         has = counts > 0
@@ -320,11 +320,12 @@ class Affinity:
     def raw(self, pairs: pl.DataFrame) -> np.ndarray:
         """Cosine per pair; NaN where the profile is empty (``none``) or there is no item vector."""
         out = np.full(pairs.height, np.nan)
-        for part, sums, counts, items in self._chunks(pairs):
+        index = self._index(pairs)
+        for part, sums, counts, items in self._chunks(index):
             ok = (counts > 0) & (items >= 0)
             s, e = sums[ok], self.vectors[items[ok]]
             out[part[ok]] = np.einsum("ij,ij->i", s, e) / np.maximum(np.linalg.norm(s, axis=1), 1e-12)
-        rows, users, items = self._whole(pairs)
+        rows, users, items = self._whole(index)
         totals = self.sums.sum(axis=1)
         norms = np.linalg.norm(totals, axis=1)
         unit = totals / np.maximum(norms, 1e-12)[:, None]
@@ -341,6 +342,13 @@ class Affinity:
         labels = np.array([f"q{c}" for c in codes], dtype=object)
         labels[np.isnan(raw)] = NO_PROFILE
         return pl.Series(AFFINITY, labels, dtype=pl.String)
+
+
+def unit_rows(item_embeddings: pl.DataFrame) -> np.ndarray:
+    """The ``embedding`` column as a float64 matrix of unit rows (zero rows stay zero)."""
+    vectors = np.asarray(item_embeddings["embedding"].to_list(), dtype=np.float64).reshape(item_embeddings.height, -1)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
 
 
 def log_halves(train: pl.DataFrame) -> pl.DataFrame:
