@@ -54,8 +54,9 @@ def run_learner(name: str, frame) -> tuple[list, dict | None]:
     """(DAG edges, the learner's own equivalence class or None)."""
     import polars as pl
 
-    from causalrec_assets.plugin_api import Knowledge, PluginContext
+    from causalrec_assets.plugin_api import PluginContext
     from causalrec_assets.registry import get_registry
+    from causalrec_assets.stages.structure.protocol import Knowledge
     from causalrec_plugins.structure.metrics import pdag_marks
     from causalrec_plugins.structure.orient import pdag_edges, to_dag
 

@@ -7,7 +7,12 @@ import dagster as dg
 
 from causalrec_assets.automation import dataset_sensor, refresh_schedule, with_downstream_automation
 from causalrec_assets.partitions import partitioned
-from causalrec_assets.stages import effects, embed, ingest, ranking, structure, validate
+from causalrec_assets.stages.effects import assets as effects
+from causalrec_assets.stages.embed import assets as embed
+from causalrec_assets.stages.ingest import assets as ingest
+from causalrec_assets.stages.ranking import assets as ranking
+from causalrec_assets.stages.structure import assets as structure
+from causalrec_assets.stages.validate import assets as validate
 from causalrec_resources.executors import executor_from_env
 from causalrec_resources.storage import CausalrecIOManager
 from causalrec_resources.variables import CausalVariablesResource

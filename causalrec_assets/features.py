@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from causalrec_assets.plugin_api import PairFeatures
+from causalrec_assets.stages.effects.protocol import PairFeatures
 from causalrec_assets.variables import (
     AFFINITY,
     OUTCOME,

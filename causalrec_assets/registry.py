@@ -13,14 +13,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from causalrec_assets import plugin_api
-from causalrec_assets.plugin_api import (
-    PLUGIN_API_VERSION,
-    STAGE_BASES,
-    STAGES,
-    Plugin,
-    PluginConfig,
-    parse_api_version,
-)
+from causalrec_assets.plugin_api import PLUGIN_API_VERSION, STAGE_BASES, STAGES, Plugin, PluginConfig, parse_api_version
 
 log = logging.getLogger("causalrec.registry")
 

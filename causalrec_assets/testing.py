@@ -44,20 +44,12 @@ from causalrec_assets.contracts import KEY_COLUMNS, REQUIRED_COLUMNS, SPLITS, ha
 from causalrec_assets.contracts import test_rows as _test_rows
 from causalrec_assets.embeddings import embedding_frame, item_texts, user_profiles
 from causalrec_assets.features import PairFeaturizer
-from causalrec_assets.plugin_api import (
-    EFFECT_COLUMNS,
-    STAGE_BASES,
-    Dataset,
-    EffectInputs,
-    ExpectationOutcome,
-    Knowledge,
-    Plugin,
-    PluginConfig,
-    PluginContext,
-    RankingInputs,
-    RankingOutput,
-    ValidationOutcome,
-)
+from causalrec_assets.plugin_api import STAGE_BASES, Plugin, PluginConfig, PluginContext
+from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
+from causalrec_assets.stages.ingest.protocol import Dataset
+from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput
+from causalrec_assets.stages.structure.protocol import Knowledge
+from causalrec_assets.stages.validate.protocol import ExpectationOutcome, ValidationOutcome
 from causalrec_assets.topics import item_topics
 from causalrec_assets.variables import OUTCOME, TREATMENT, VariableEncoder
 

@@ -12,7 +12,9 @@ from causalrec_assets.bayesnet import fit_network
 from causalrec_assets.contracts import harmonise_id_types, test_rows, train_rows
 from causalrec_assets.embeddings import embedding_frame, item_texts
 from causalrec_assets.features import PairFeaturizer
-from causalrec_assets.plugin_api import Dataset, EffectInputs, RankingInputs
+from causalrec_assets.stages.effects.protocol import EffectInputs
+from causalrec_assets.stages.ingest.protocol import Dataset
+from causalrec_assets.stages.ranking.protocol import RankingInputs
 from causalrec_assets.variables import OUTCOME, TREATMENT, VariableEncoder
 from causalrec_plugins.ingest.scenarios import CATEGORY_WORDS, category_of, draw_world
 

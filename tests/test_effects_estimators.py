@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 from causal_worlds import CONFOUNDERS, scenario
 
-from causalrec_assets.plugin_api import EFFECT_COLUMNS, EffectInputs, PluginContext
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
 from causalrec_plugins.effects.estimators import Estimate, EstimatorConfig, effect_data, fit_estimate
 from causalrec_plugins.effects.headline import choose_headline

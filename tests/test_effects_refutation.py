@@ -16,9 +16,10 @@ import pytest
 from causal_worlds import CONFOUNDERS, Prepared, prepare
 
 from causalrec_assets.bayesnet import cpds_to_frame, fit_network
-from causalrec_assets.plugin_api import EffectInputs, PluginContext
-from causalrec_assets.refutation import MISSPECIFIED, REFUTERS, UNOBSERVED, run_refutations
-from causalrec_assets.stages import effects as effects_stage
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.effects import assets as effects_stage
+from causalrec_assets.stages.effects.protocol import EffectInputs
+from causalrec_assets.stages.effects.refutation import MISSPECIFIED, REFUTERS, UNOBSERVED, run_refutations
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
 from causalrec_plugins.effects.single import IPSEffects, NaiveEffects
 from causalrec_plugins.ingest.scenarios import attribute_world, sample_world
@@ -147,11 +148,11 @@ def upstream(world: Prepared, confounders: list[str]) -> list[dg.AssetsDefinitio
 
     @dg.asset
     def downstream(context, treatment_effects: pl.DataFrame):  # noqa: ANN001 (Dagster reads the annotation)
-        from causalrec_assets.stages.ranking import refutation_verdict
+        from causalrec_assets.stages.ranking.assets import refutation_verdict
 
         return dg.Output(treatment_effects.head(1), metadata={"headline_refuted": refutation_verdict(context)})
 
-    from causalrec_assets.stages.structure import variables
+    from causalrec_assets.stages.structure.assets import variables
 
     return [*assets, variables, stage.treatment_effects, downstream]
 

@@ -15,7 +15,7 @@ from test_embed_onnx import tiny_bert  # noqa: F401  (the session's tiny random 
 from causalrec_assets import embeddings as emb
 from causalrec_assets.embedding_store import EmbeddingStore
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages import embed as embed_stage
+from causalrec_assets.stages.embed import assets as embed_stage
 from causalrec_plugins.embed import onnx_encoder
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
 from causalrec_resources.storage import CausalrecIOManager

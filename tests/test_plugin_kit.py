@@ -25,15 +25,8 @@ from causalrec_assets.cli import build_run_config, list_plugins, main
 from causalrec_assets.plugin_api import (
     PLUGIN_API_VERSION,
     Deprecation,
-    EffectsPlugin,
-    EmbedPlugin,
-    IngestPlugin,
     PluginAPIDeprecationWarning,
     PluginConfig,
-    RankingOutput,
-    StructurePlugin,
-    ValidatePlugin,
-    ValidationOutcome,
     deprecated,
     parse_api_version,
 )
@@ -47,6 +40,12 @@ from causalrec_assets.registry import (
     warn_broken,
 )
 from causalrec_assets.scaffold import STAGE_OPS, ScaffoldError, check_request, new_plugin
+from causalrec_assets.stages.effects.protocol import EffectsPlugin
+from causalrec_assets.stages.embed.protocol import EmbedPlugin
+from causalrec_assets.stages.ingest.protocol import IngestPlugin
+from causalrec_assets.stages.ranking.protocol import RankingOutput
+from causalrec_assets.stages.structure.protocol import StructurePlugin
+from causalrec_assets.stages.validate.protocol import ValidatePlugin, ValidationOutcome
 from causalrec_assets.testing import CHECKS, ConformanceError, assert_conformance, check_conformance, small_world
 from causalrec_plugins.ranking.popularity import PopularityRanking
 

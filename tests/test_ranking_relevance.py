@@ -9,8 +9,11 @@ import polars as pl
 import pytest
 
 from causalrec_assets.evaluation import evaluate
-from causalrec_assets.plugin_api import PluginContext, RankingInputs
-from causalrec_assets.relevance import (
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs
+from causalrec_plugins.ranking.causal_rank import CausalRanking
+from causalrec_plugins.ranking.popularity import PopularityRanking
+from causalrec_plugins.ranking.relevance_model import (
     DebiasedMF,
     ObservationPropensity,
     PairUniverse,
@@ -19,8 +22,6 @@ from causalrec_assets.relevance import (
     select_and_fit,
     validation_split,
 )
-from causalrec_plugins.ranking.causal_rank import CausalRanking
-from causalrec_plugins.ranking.popularity import PopularityRanking
 from causalrec_plugins.ranking.relevance_rank import RelevanceRanking
 
 GENRES = ["drama", "comedy", "horror"]

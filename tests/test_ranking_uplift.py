@@ -14,7 +14,8 @@ from causalrec_assets.candidates import unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.evaluation import evaluate, uplift_capture
 from causalrec_assets.features import PairFeaturizer
-from causalrec_assets.plugin_api import PluginContext, RankingInputs
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs
 from causalrec_assets.variables import VariableEncoder
 from causalrec_plugins.ingest.simulator import TOPICS, SimulatorConfig, simulate
 from causalrec_plugins.ranking.popularity import PopularityRanking

@@ -15,9 +15,10 @@ import dagster as dg
 import pytest
 
 from causalrec_assets import registry as registry_module
-from causalrec_assets.plugin_api import PLUGIN_API_VERSION, RankingPlugin
+from causalrec_assets.plugin_api import PLUGIN_API_VERSION
 from causalrec_assets.registry import PluginError, PluginInfo, PluginRegistry, get_registry, is_compatible
 from causalrec_assets.stage_config import plugin_from_config, stage_config_class
+from causalrec_assets.stages.ranking.protocol import RankingPlugin
 from causalrec_plugins.ranking.causal_rank import CausalRanking
 from causalrec_plugins.ranking.popularity import PopularityRanking
 

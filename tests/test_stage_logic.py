@@ -25,7 +25,10 @@ from causalrec_assets.bayesnet import (
 from causalrec_assets.candidates import top_k, unseen_pairs
 from causalrec_assets.embeddings import item_texts, user_profiles
 from causalrec_assets.evaluation import evaluate, ndcg_recall_at_k, uplift_curve_metrics
-from causalrec_assets.plugin_api import EFFECT_COLUMNS, EffectInputs, Knowledge, PluginContext, RankingInputs
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
+from causalrec_assets.stages.ranking.protocol import RankingInputs
+from causalrec_assets.stages.structure.protocol import Knowledge
 from causalrec_assets.topics import choose_topics, item_topics
 from causalrec_assets.variables import MISSING, POPULARITY, VariableEncoder, binarise_threshold
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects

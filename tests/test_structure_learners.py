@@ -12,8 +12,9 @@ from pgmpy.structure_score import AIC, BIC, K2, BDeu
 from pgmpy.utils import get_example_model
 from scipy.stats import chi2_contingency
 
-from causalrec_assets.plugin_api import Knowledge, PluginContext
+from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.registry import get_registry
+from causalrec_assets.stages.structure.protocol import Knowledge
 from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.hill_climb import HillClimbStructure
 from causalrec_plugins.structure.knowledge import KnowledgeError

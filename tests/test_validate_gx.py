@@ -8,7 +8,8 @@ import great_expectations as gx
 import polars as pl
 import pytest
 
-from causalrec_assets.plugin_api import PluginContext, ValidatePlugin, ValidationOutcome
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.validate.protocol import ValidatePlugin, ValidationOutcome
 from causalrec_plugins.validate.gx_suites import GreatExpectationsValidate, build_suite
 
 

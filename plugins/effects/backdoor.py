@@ -21,7 +21,8 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from causalrec_assets.bayesnet import fit_network
-from causalrec_assets.plugin_api import EffectInputs, EffectsPlugin, PluginContext
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.effects.protocol import EffectInputs, EffectsPlugin
 from causalrec_plugins.effects.common import (
     NetworkConfig,
     binarised_label,

@@ -8,7 +8,8 @@ import polars as pl
 from pydantic import Field
 
 from causalrec_assets.bayesnet import adjustment_set, fit_network, interventional
-from causalrec_assets.plugin_api import EFFECT_COLUMNS, EffectInputs, PluginConfig, PluginContext
+from causalrec_assets.plugin_api import PluginConfig, PluginContext
+from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
 from causalrec_plugins.effects.estimators import Estimate
 
 SCHEMA_OVERRIDES = {"estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}

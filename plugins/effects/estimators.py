@@ -36,7 +36,8 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
-from causalrec_assets.plugin_api import EffectInputs, PluginConfig
+from causalrec_assets.plugin_api import PluginConfig
+from causalrec_assets.stages.effects.protocol import EffectInputs
 from causalrec_assets.variables import TOPIC
 from causalrec_plugins.effects.nuisance import (
     NUISANCE_HELP,

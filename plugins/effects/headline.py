@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from causalrec_assets.plugin_api import PairFeatures
+from causalrec_assets.stages.effects.protocol import PairFeatures
 from causalrec_plugins.effects.estimators import Estimate
 
 PREFERENCE = ("dr_learner", "within_user", "causal_forest", "linear_dml", "snips", "ips", "bn_do_query")

@@ -8,7 +8,8 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from causalrec_assets.plugin_api import EffectInputs, EffectsPlugin, PluginContext
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.effects.protocol import EffectInputs, EffectsPlugin
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
 from causalrec_plugins.effects.common import (
     NetworkConfig,

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from causalrec_assets.plugin_api import Dataset, GroundTruth
+from causalrec_assets.stages.ingest.protocol import Dataset, GroundTruth
 
 Scenario = Literal["interaction", "numeric", "taste", "hidden", "null", "negative", "strong", "continuous"]
 SCENARIOS: tuple[str, ...] = Scenario.__args__  # type: ignore[attr-defined]

@@ -16,7 +16,8 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from causalrec_assets.plugin_api import Dataset, GroundTruth, IngestPlugin, PluginConfig, PluginContext
+from causalrec_assets.plugin_api import PluginConfig, PluginContext
+from causalrec_assets.stages.ingest.protocol import Dataset, GroundTruth, IngestPlugin
 from causalrec_plugins.ingest.scenarios import SCENARIOS, draw_world, log_table, uplift_table
 
 AGE_GROUPS = ["18-24", "25-34", "35-49", "50+"]

@@ -11,7 +11,8 @@ weights, chosen on a validation split of the training log.
 from __future__ import annotations
 
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
-from causalrec_assets.plugin_api import PluginContext, RankingInputs, RankingOutput, RankingPlugin
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
 from causalrec_plugins.ranking.relevance_rank import RelevanceParams, fit_relevance
 from causalrec_plugins.ranking.uplift_rank import UpliftConfig, has_unexposed_outcomes, uplift_scorer
 

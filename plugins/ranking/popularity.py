@@ -7,13 +7,8 @@ from pydantic import Field
 
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.plugin_api import (
-    PluginConfig,
-    PluginContext,
-    RankingInputs,
-    RankingOutput,
-    RankingPlugin,
-)
+from causalrec_assets.plugin_api import PluginConfig, PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
 
 
 class PopularityConfig(PluginConfig):

@@ -2,7 +2,7 @@
 
 On rating data (every logged row exposed) the question is which of all user x item pairs
 were observed; on a log with unexposed rows it is which logged rows were exposed. Either
-way the matrix factorisation of ``causalrec_assets.relevance`` is trained on the observed
+way the matrix factorisation of ``causalrec_plugins.ranking.relevance_model`` is trained on the observed
 (exposed) training rows with naive, IPS or DR-JL weights, hyperparameters chosen on a
 validation split of the training log. The ``split = "test"`` rows never enter training,
 propensities or model selection: they are only scored.
@@ -19,14 +19,10 @@ from pydantic import Field
 
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.plugin_api import (
-    PluginConfig,
-    PluginContext,
-    RankingInputs,
-    RankingOutput,
-    RankingPlugin,
-)
-from causalrec_assets.relevance import (
+from causalrec_assets.plugin_api import PluginConfig, PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
+from causalrec_assets.variables import OUTCOME, TREATMENT
+from causalrec_plugins.ranking.relevance_model import (
     DebiasedMF,
     ObservationPropensity,
     PairUniverse,
@@ -34,7 +30,6 @@ from causalrec_assets.relevance import (
     build_side_features,
     select_and_fit,
 )
-from causalrec_assets.variables import OUTCOME, TREATMENT
 
 
 class RelevanceParams(PluginConfig):

@@ -24,13 +24,8 @@ from causalrec_assets.bayesnet import adjustment_set, interventional
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.features import PairFeaturizer
-from causalrec_assets.plugin_api import (
-    PluginConfig,
-    PluginContext,
-    RankingInputs,
-    RankingOutput,
-    RankingPlugin,
-)
+from causalrec_assets.plugin_api import PluginConfig, PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
 from causalrec_assets.variables import OUTCOME, TREATMENT
 from causalrec_plugins.effects.estimators import EffectData, fitting, with_cell
 from causalrec_plugins.effects.nuisance import NUISANCE_HELP, NuisanceKind, effect_model, nuisance_models

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import networkx as nx
 import polars as pl
 
-from causalrec_assets.plugin_api import Knowledge, PluginContext, StructurePlugin
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.structure.protocol import Knowledge, StructurePlugin
 from causalrec_plugins.structure.knowledge import KnowledgeError, LearnerConfig, combine
 from causalrec_plugins.structure.table import CodedTable, coded_table
 

@@ -8,7 +8,8 @@ from typing import Literal
 from pgmpy.causal_discovery import ExpertKnowledge
 from pydantic import Field
 
-from causalrec_assets.plugin_api import Knowledge, PluginContext
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.structure.protocol import Knowledge
 from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.knowledge import LearnerConfig
 from causalrec_plugins.structure.orient import pdag_edges

@@ -13,7 +13,8 @@ from pgmpy.base import DAG
 from pgmpy.causal_discovery import GES
 from pydantic import Field
 
-from causalrec_assets.plugin_api import Knowledge, PluginContext
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.structure.protocol import Knowledge
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import ScoreConfig, expert_knowledge
 from causalrec_plugins.structure.orient import pdag_edges, to_dag

@@ -31,7 +31,8 @@ import numpy as np
 from pgmpy.base import DAG
 from pydantic import Field
 
-from causalrec_assets.plugin_api import Knowledge, PluginContext
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.structure.protocol import Knowledge
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge, run_pc
 from causalrec_plugins.structure.knowledge import search_space

@@ -18,7 +18,8 @@ from typing import Literal
 import networkx as nx
 from pydantic import Field, model_validator
 
-from causalrec_assets.plugin_api import Knowledge, PluginConfig
+from causalrec_assets.plugin_api import PluginConfig
+from causalrec_assets.stages.structure.protocol import Knowledge
 
 
 class KnowledgeError(ValueError):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from causalrec_assets.plugin_api import Knowledge, PluginContext
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.structure.protocol import Knowledge
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge

@@ -11,7 +11,7 @@ from itertools import combinations
 import networkx as nx
 from pgmpy.base import DAG, PDAG
 
-from causalrec_assets.plugin_api import Knowledge
+from causalrec_assets.stages.structure.protocol import Knowledge
 
 Edge = tuple[str, str]
 

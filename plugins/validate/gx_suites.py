@@ -18,13 +18,8 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from pydantic import Field
 
 from causalrec_assets.contracts import KEY_COLUMNS, REQUIRED_COLUMNS, SPLITS
-from causalrec_assets.plugin_api import (
-    ExpectationOutcome,
-    PluginConfig,
-    PluginContext,
-    ValidatePlugin,
-    ValidationOutcome,
-)
+from causalrec_assets.plugin_api import PluginConfig, PluginContext
+from causalrec_assets.stages.validate.protocol import ExpectationOutcome, ValidatePlugin, ValidationOutcome
 
 # numpy / pandas dtype names (and Python types, for object columns) that count as numbers
 NUMERIC_TYPES: list[str] = [

@@ -22,10 +22,10 @@ from causalrec_assets import metadata as md
 from causalrec_assets.bayesnet import frame_to_network
 from causalrec_assets.features import as_pair_features
 from causalrec_assets.metadata import OWNERS
-from causalrec_assets.plugin_api import EffectInputs
-from causalrec_assets.refutation import REFUTERS, adjusted_rows, run_refutations
 from causalrec_assets.registry import get_registry
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_assets.stages.effects.protocol import EffectInputs
+from causalrec_assets.stages.effects.refutation import REFUTERS, adjusted_rows, run_refutations
 from causalrec_assets.variables import OUTCOME, binarise_threshold
 
 EffectsStageConfig = stage_config_class("effects")

@@ -10,8 +10,8 @@ import polars as pl
 
 from causalrec_assets import metadata as md
 from causalrec_assets.metadata import OWNERS
-from causalrec_assets.plugin_api import ValidationOutcome
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_assets.stages.validate.protocol import ValidationOutcome
 
 ValidateStageConfig = stage_config_class("validate")
 

@@ -11,13 +11,13 @@ from causalrec_assets.contracts import train_rows, with_default_split
 from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.graph_picture import causal_paths, graph_picture
 from causalrec_assets.metadata import OWNERS
-from causalrec_assets.plugin_api import Knowledge
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_assets.stages.structure.protocol import Knowledge
+from causalrec_assets.stages.structure.stability import edge_stability
 from causalrec_assets.topics import item_topics as cluster_topics
 from causalrec_assets.variables import AFFINITY, OUTCOME, TREATMENT, VariableEncoder
 from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.knowledge import combine
-from causalrec_plugins.structure.stability import edge_stability
 from causalrec_plugins.structure.table import coded_table
 from causalrec_resources.variables import CausalVariablesResource
 

@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from causalrec_assets.plugin_api import EffectInputs, PairFeatures
+from causalrec_assets.stages.effects.protocol import EffectInputs, PairFeatures
 
 RANDOM_CAUSE = "random_common_cause"
 REFUTERS = ("placebo_treatment", "random_common_cause", "random_halves", "randomized_slice")

@@ -28,7 +28,8 @@ import polars as pl
 from joblib import Parallel, delayed
 from joblib.externals.loky import get_reusable_executor
 
-from causalrec_assets.plugin_api import Knowledge, PluginContext, StructurePlugin
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.structure.protocol import Knowledge, StructurePlugin
 
 Edge = tuple[str, str]
 

@@ -14,8 +14,8 @@ from causalrec_assets import metadata as md
 from causalrec_assets.contracts import harmonise_id_types
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.partitions import interaction_days, rows_of_day
-from causalrec_assets.plugin_api import Dataset
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_assets.stages.ingest.protocol import Dataset
 
 IngestStageConfig = stage_config_class("ingest")
 

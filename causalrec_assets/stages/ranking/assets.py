@@ -12,9 +12,9 @@ from causalrec_assets.contracts import train_rows, with_default_split
 from causalrec_assets.evaluation import evaluate, evaluation_plot
 from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.metadata import OWNERS
-from causalrec_assets.plugin_api import RankingInputs
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_assets.stages.effects import REFUTED
+from causalrec_assets.stages.effects.assets import REFUTED
+from causalrec_assets.stages.ranking.protocol import RankingInputs
 from causalrec_assets.variables import VariableEncoder
 from causalrec_resources.variables import CausalVariablesResource
 

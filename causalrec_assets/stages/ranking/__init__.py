@@ -1,0 +1,2 @@
+"""The ranking stage: its plugin protocol (``protocol``), its assets (``assets``) and its
+conformance checks (``checks``)."""

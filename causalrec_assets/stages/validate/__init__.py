@@ -1,0 +1,2 @@
+"""The validate stage: its plugin protocol (``protocol``), its assets (``assets``) and its
+conformance checks (``checks``)."""
