@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
 
 from causalrec_assets.partitions import day_fingerprints, interaction_days, partitioned
-
-REFRESH_CRON_ENV = "CAUSALREC_REFRESH_CRON"
-DEFAULT_CRON = "0 3 * * *"  # daily, 03:00
+from causalrec_resources.settings import current_settings
 
 # Eager alone ignores blocking checks: also wait until every dependency's blocking checks passed.
 DOWNSTREAM_CONDITION = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -32,7 +29,7 @@ def with_downstream_automation(assets: list[dg.AssetsDefinition], sources: set[s
 
 def dataset_directory() -> Path | None:
     """The directory ``CAUSALREC_DATA`` names, when it names one."""
-    data = os.environ.get("CAUSALREC_DATA", "").strip()
+    data = current_settings().data
     path = Path(data).expanduser() if data else None
     return path if path is not None and path.is_dir() else None
 
@@ -55,7 +52,7 @@ def refresh_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinit
     return dg.ScheduleDefinition(
         name="causalrec_refresh",
         job=job,
-        cron_schedule=os.environ.get(REFRESH_CRON_ENV, DEFAULT_CRON),
+        cron_schedule=current_settings().refresh_cron,
         description="Refresh every causalrec asset on a cron (CAUSALREC_REFRESH_CRON, default daily).",
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )

@@ -68,9 +68,20 @@ def cpds_to_frame(model: DiscreteBayesianNetwork) -> pl.DataFrame:
     )
 
 
-def frame_to_network(cpd_frame: pl.DataFrame, edges: Iterable[Sequence[str]]) -> DiscreteBayesianNetwork:
-    """Rebuild the fitted network from its CPD table and the graph's edges."""
+def network_edges(cpd_frame: pl.DataFrame) -> list[tuple[str, str]]:
+    """The graph's edges, read from the CPD table: each variable's parents point into it."""
+    first = cpd_frame.unique("variable", keep="first", maintain_order=True)
+    return sorted(
+        (parent, child)
+        for child, parents in zip(first["variable"], first["parents"], strict=True)
+        for parent in json.loads(parents)
+    )
+
+
+def frame_to_network(cpd_frame: pl.DataFrame, edges: Iterable[Sequence[str]] | None = None) -> DiscreteBayesianNetwork:
+    """Rebuild the fitted network from its CPD table (and the graph's edges, else read from it)."""
     variables = cpd_frame["variable"].unique(maintain_order=True).to_list()
+    edges = network_edges(cpd_frame) if edges is None else edges
     model = as_network(variables, edges)
     states: dict[str, list[str]] = {}
     for var in variables:

@@ -92,8 +92,7 @@ def build_run_config(selections: list[str], params: list[str] | None = None) -> 
         stage, _, name = item.partition("=")
         if stage not in STAGES or not name:
             raise ValueError(f"{item!r}: expected STAGE=NAME with STAGE one of {', '.join(STAGES)}")
-        if not (stage == "ingest" and name == "auto"):
-            registry.get(stage, name)  # unknown or broken: PluginError naming the installed ones
+        registry.get(stage, name)  # unknown or broken: PluginError naming the installed ones
         chosen[stage] = name
     sections: dict[str, dict[str, Any]] = {stage: {} for stage in chosen}
     for item in params or []:
@@ -105,12 +104,10 @@ def build_run_config(selections: list[str], params: list[str] | None = None) -> 
     ops: dict[str, Any] = {}
     for stage, name in chosen.items():
         config: dict[str, Any] = {"plugin": name}
-        if name in registry.available(stage):
+        if sections[stage]:
             cls = registry.get(stage, name)
             # Built here so a bad value is named now (pydantic), not when the run reaches the stage.
             config[name] = cls.Config(**sections[stage]).model_dump(exclude_unset=True)
-        elif sections[stage]:
-            raise ValueError(f"{stage}={name} takes no parameters here")
         for op in STAGE_OPS[stage]:
             ops[op] = {"config": config}
     return {"ops": ops}

@@ -1,4 +1,4 @@
-"""The canonical data contract of DESIGN.md: table names, required columns, allowed values."""
+"""The canonical data contract (docs/plugins.md, "ingest"): table names, required columns, allowed values."""
 
 from __future__ import annotations
 

@@ -13,9 +13,8 @@ from causalrec_assets.stages.ingest import assets as ingest
 from causalrec_assets.stages.ranking import assets as ranking
 from causalrec_assets.stages.structure import assets as structure
 from causalrec_assets.stages.validate import assets as validate
+from causalrec_resources.defaults import default_resources
 from causalrec_resources.executors import executor_from_env
-from causalrec_resources.storage import CausalrecIOManager
-from causalrec_resources.variables import CausalVariablesResource
 
 INGESTED = {"users", "items", "interactions", "ground_truth", "true_uplift"}
 
@@ -57,7 +56,7 @@ def build_definitions() -> dg.Definitions:
         schedules=[refresh_schedule(refresh)],
         sensors=[dataset_sensor(job, downstream=downstream)],
         executor=executor_from_env(),
-        resources={"io_manager": CausalrecIOManager(), "variable_settings": CausalVariablesResource()},
+        resources=default_resources(),
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from causalrec_assets.contracts import attribute_columns
+from causalrec_assets.stages.embed.protocol import EmbedPlugin
 
 
 def item_texts(items: pl.DataFrame) -> list[str]:
@@ -98,8 +98,6 @@ def user_profiles(train: pl.DataFrame, item_embeddings: pl.DataFrame) -> tuple[p
 
 # ---------------------------------------------------------------- incremental embedding
 
-CHUNK = 8192  # texts per call for plugins that cannot stream
-
 
 @dataclass
 class EmbedStats:
@@ -128,23 +126,13 @@ class EmbedStats:
         }
 
 
-def _stream(plugin: Any, texts: list[str], context: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(rows, vectors)`` from the plugin's own stream when it has one, else chunked ``embed``."""
-    if hasattr(plugin, "iter_embed"):
-        yield from plugin.iter_embed(texts, context)
-        return
-    for start in range(0, len(texts), CHUNK):
-        vectors = np.asarray(plugin.embed(texts[start : start + CHUNK], context), dtype=np.float32)
-        yield np.arange(start, start + len(vectors)), vectors
-
-
 def shard_of(hashes: pl.Series, shards: int) -> pl.Series:
     """Which of ``shards`` partitions a text hash belongs to (stable, uniform)."""
     return hashes.str.slice(0, 8).str.to_integer(base=16) % shards
 
 
 def embed_incremental(
-    plugin: Any, item_ids: pl.Series, texts: list[str], context: Any, store_root: Path | None
+    plugin: EmbedPlugin, item_ids: pl.Series, texts: list[str], context: Any, store_root: Path | None
 ) -> tuple[pl.DataFrame, EmbedStats]:
     """The embedding table for these items, computing only texts the store lacks for this model key.
 
@@ -181,10 +169,10 @@ def embed_incremental(
     if len(missing):
         embed_started = time.perf_counter()
         todo = [texts[i] for i in unique_pos[missing]]
-        for rows, vectors in _stream(plugin, todo, context):
+        for rows, vectors in plugin.iter_embed(todo, context):
             place(missing[rows], vectors)
         stats.embed_seconds = time.perf_counter() - embed_started
-        stats.tokens = int(getattr(plugin, "last_tokens", 0) or 0)
+        stats.tokens = int(plugin.last_tokens or 0)
         if store is not None:
             new_hashes = unique_hashes.gather(missing).to_list()
             for s in range(0, len(missing), ROWS_PER_SHARD):

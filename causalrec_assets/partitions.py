@@ -11,10 +11,11 @@ Without the setting, ``interactions`` is one table and ``dagster asset materiali
 from __future__ import annotations
 
 import hashlib
-import os
 
 import dagster as dg
 import polars as pl
+
+from causalrec_resources.settings import current_settings
 
 PARTITIONS_ENV = "CAUSALREC_PARTITIONS"
 UNDATED = "undated"
@@ -23,10 +24,8 @@ interaction_days = dg.DynamicPartitionsDefinition(name="interaction_days")
 
 
 def partitioned() -> bool:
-    mode = os.environ.get(PARTITIONS_ENV, "").strip().lower()
-    if mode not in ("", "none", "daily"):
-        raise ValueError(f"{PARTITIONS_ENV}={mode!r}: use 'daily' or leave it unset")
-    return mode == "daily"
+    """Whether ``CAUSALREC_PARTITIONS`` asks for daily partitions of the log."""
+    return current_settings().partitions == "daily"
 
 
 def day_column(interactions: pl.DataFrame) -> pl.Series:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 import dagster as dg
 
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 
 STAGES: tuple[str, ...] = ("ingest", "validate", "embed", "structure", "effects", "ranking")
 

@@ -8,15 +8,16 @@ defaults and descriptions; a run with no config uses the defaults.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import dagster as dg
 from pydantic import Field, create_model
 
 from causalrec_assets.plugin_api import Plugin, PluginContext
-from causalrec_assets.registry import RESERVED_NAMES, PluginError, get_registry, warn_broken
+from causalrec_assets.registry import RESERVED_NAMES, get_registry, warn_broken
+from causalrec_resources.settings import current_settings
+
+SHARED_RESOURCES = ("onnx_runtime",)  # Dagster resources handed to plugins in PluginContext.resources
 
 DEFAULT_PLUGINS: dict[str, str] = {
     "ingest": "auto",
@@ -26,8 +27,6 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "effects": "backdoor",
     "ranking": "causal",
 }
-
-BUILTIN_DATASETS = ("simulator",)
 
 
 def stage_config_class(stage: str) -> type[dg.Config]:
@@ -55,41 +54,32 @@ def stage_config_class(stage: str) -> type[dg.Config]:
     return create_model(title, __base__=dg.Config, **fields)
 
 
-def plugin_from_config(stage: str, config: dg.Config, log: Any = None) -> Plugin:
-    """Instantiate the plugin the config names, with its section of the config."""
+P = TypeVar("P", bound=Plugin)
+
+
+@overload
+def plugin_from_config(stage: type[P], config: dg.Config, log: Any = None) -> P: ...
+@overload
+def plugin_from_config(stage: str, config: dg.Config, log: Any = None) -> Plugin: ...
+def plugin_from_config(stage: str | type[Plugin], config: dg.Config, log: Any = None) -> Plugin:
+    """Instantiate the plugin the config names, with its section of the config.
+
+    ``stage`` is the stage's name or its protocol class (then the result is typed as that
+    protocol)."""
+    name_of_stage = stage if isinstance(stage, str) else stage.stage
     registry = get_registry()
     if log is not None:
-        warn_broken(log, stage, registry)
+        warn_broken(log, name_of_stage, registry)
     name = config.plugin  # type: ignore[attr-defined]
-    if stage == "ingest" and name == "auto":
-        return auto_ingest_plugin(config)
-    cls = registry.get(stage, name)
+    cls = registry.get(name_of_stage, name)
     params = getattr(config, name, None)
     return cls(params if params is not None else cls.Config())
 
 
-def auto_ingest_plugin(config: dg.Config) -> Plugin:
-    """``CAUSALREC_DATA`` picks the dataset: unset or a built-in name (``simulator``) runs the
-    simulator; a directory is read by the plugin for its layout (canonical, MovieLens, Coat)."""
-    from causalrec_plugins.ingest.layout import PLUGIN_FOR_LAYOUT, detect_layout
-
-    registry = get_registry()
-    data = os.environ.get("CAUSALREC_DATA", "").strip()
-    if not data or data in BUILTIN_DATASETS:
-        cls = registry.get("ingest", "simulator")
-        return cls(getattr(config, "simulator", None) or cls.Config())
-    path = Path(data).expanduser()
-    layout = detect_layout(path)
-    if layout is None:
-        raise PluginError(
-            f"CAUSALREC_DATA={data!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a "
-            "directory in a known layout (users/items/interactions as CSV or Parquet, MovieLens-100K, Coat)"
-        )
-    cls = registry.get("ingest", PLUGIN_FOR_LAYOUT[layout])
-    return cls(cls.Config(path=str(path)))
-
-
 def plugin_context(context: Any, seed: int = 0) -> PluginContext:
-    """A PluginContext whose logger is the Dagster run's logger."""
-    cache = Path(os.environ.get("CAUSALREC_CACHE", Path.home() / ".cache" / "causalrec")).expanduser()
-    return PluginContext(log=context.log, seed=seed, cache_dir=cache)
+    """A PluginContext whose logger is the Dagster run's logger, with the shared resources the
+    step was given (``onnx_runtime``: ONNX Runtime settings a plugin may follow)."""
+    resources = {
+        name: getattr(context.resources, name) for name in SHARED_RESOURCES if hasattr(context.resources, name)
+    }
+    return PluginContext(log=context.log, seed=seed, cache_dir=current_settings().cache_dir, resources=resources)

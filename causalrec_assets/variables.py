@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from sklearn.exceptions import NotFittedError
 
 from causalrec_assets.contracts import attribute_columns
 
@@ -88,22 +89,36 @@ class ColumnCoding:
         return values.cast(pl.String).fill_null(MISSING).alias(self.name)
 
 
-@dataclass
 class VariableEncoder:
     """Fit on the training log, then ``transform`` any (user_id, item_id) pairs.
 
-    Parameters are set in ``__init__``; ``fit`` learns bin edges and the columns to keep.
-    """
+    Like a scikit-learn transformer, the constructor only keeps the parameters; ``fit`` learns
+    the codings, bin edges and the outcome threshold (attributes ending in ``_``; the
+    unsuffixed names read them, as before)."""
 
-    n_bins: int = 4
-    max_levels: int = 12
-    codings: list[ColumnCoding] = field(default_factory=list)
-    popularity_edges: list[float] = field(default_factory=list)
-    outcome_threshold: float = 0.5
-    skipped: dict[str, str] = field(default_factory=dict)
-    affinity: Affinity | None = None
-    _users: pl.DataFrame | None = None
-    _items: pl.DataFrame | None = None
+    def __init__(self, n_bins: int = 4, max_levels: int = 12) -> None:
+        self.n_bins = n_bins
+        self.max_levels = max_levels
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "users_"):
+            raise NotFittedError("this VariableEncoder is not fitted yet: call fit first")
+
+    @property
+    def outcome_threshold(self) -> float:
+        return self.outcome_threshold_
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return self.skipped_
+
+    @property
+    def codings(self) -> list[ColumnCoding]:
+        return self.codings_
+
+    @property
+    def affinity(self) -> Affinity | None:
+        return self.affinity_
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -118,79 +133,80 @@ class VariableEncoder:
         """Learn bins and kept columns from the training log. With ``item_embeddings``
         (``item_id, embedding``) the ``affinity`` variable is made too: every caller that must
         agree on the variables (structure, effects checks, ranking) passes the same inputs."""
-        self.codings, self.skipped = [], {}
+        self.codings_, self.skipped_ = [], {}
         for table, col, name in attribute_names(users, items):
             frame = users if table == "users" else items
             coding = self._code_column(frame[col], col, table, name)
             if coding is not None:
-                self.codings.append(coding)
+                self.codings_.append(coding)
         counts = train.group_by("item_id").len()
         pop = items.select("item_id").join(counts, on="item_id", how="left").fill_null(0)["len"]
-        self.popularity_edges = _quantile_edges(pop.cast(pl.Float64), self.n_bins)
-        self.outcome_threshold = binarise_threshold(train[OUTCOME])
-        self._users = users
-        self._items = items.join(counts.rename({"len": "_count"}), on="item_id", how="left").with_columns(
+        self.popularity_edges_ = _quantile_edges(pop.cast(pl.Float64), self.n_bins)
+        self.outcome_threshold_ = binarise_threshold(train[OUTCOME])
+        self.users_ = users
+        self.items_ = items.join(counts.rename({"len": "_count"}), on="item_id", how="left").with_columns(
             pl.col("_count").fill_null(0)
         )
         if item_topics is not None:
-            self._items = self._items.join(item_topics.select("item_id", TOPIC), on="item_id", how="left")
-        self.affinity = None
+            self.items_ = self.items_.join(item_topics.select("item_id", TOPIC), on="item_id", how="left")
+        self.affinity_ = None
         if item_embeddings is not None and item_embeddings.is_empty():
-            self.skipped[AFFINITY] = "no item embeddings"
+            self.skipped_[AFFINITY] = "no item embeddings"
         elif item_embeddings is not None:
-            affinity = Affinity.fit(train, item_embeddings, self.outcome_threshold, self.n_bins)
+            affinity = Affinity.fit(train, item_embeddings, self.outcome_threshold_, self.n_bins)
             if affinity.edges:
-                self.affinity = affinity
+                self.affinity_ = affinity
             else:
-                self.skipped[AFFINITY] = affinity.why_not or "no spread to bin"
+                self.skipped_[AFFINITY] = affinity.why_not or "no spread to bin"
         return self
 
     def _code_column(self, values: pl.Series, col: str, table: str, name: str) -> ColumnCoding | None:
         n_levels = values.n_unique()
         if n_levels <= 1:
-            self.skipped[name] = "a single value"
+            self.skipped_[name] = "a single value"
             return None
         if values.dtype.is_numeric() and n_levels > self.max_levels:
             edges = _quantile_edges(values.cast(pl.Float64), self.n_bins)
             if not edges:
-                self.skipped[name] = "no spread to bin"
+                self.skipped_[name] = "no spread to bin"
                 return None
             return ColumnCoding(col, table, name, edges)
         if n_levels > self.max_levels:
-            self.skipped[name] = f"{n_levels} levels (more than {self.max_levels})"
+            self.skipped_[name] = f"{n_levels} levels (more than {self.max_levels})"
             return None
         return ColumnCoding(col, table, name)
 
     # ------------------------------------------------------------ transform
     @property
     def variable_names(self) -> list[str]:
-        names = [c.name for c in self.codings if c.table == "users"]
-        names += [c.name for c in self.codings if c.table == "items"]
-        if self._items is not None and TOPIC in self._items.columns:
+        names = [c.name for c in self.codings_ if c.table == "users"]
+        names += [c.name for c in self.codings_ if c.table == "items"]
+        self._check_fitted()
+        if TOPIC in self.items_.columns:
             names.append(TOPIC)
-        if self.popularity_edges:
+        if self.popularity_edges_:
             names.append(POPULARITY)
-        if self.affinity is not None:
+        if self.affinity_ is not None:
             names.append(AFFINITY)
         return names
 
     def pair_features(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """Discrete pre-treatment variables of each (user_id, item_id) pair, in pair order."""
-        assert self._users is not None and self._items is not None, "fit the encoder first"
+        self._check_fitted()
         out: dict[str, Any] = {}
-        joined = pairs.select("user_id", "item_id").join(self._users, on="user_id", how="left", maintain_order="left")
-        joined = joined.join(self._items, on="item_id", how="left", suffix="__item", maintain_order="left")
-        for c in self.codings:
-            src = c.source if c.table == "users" or c.source not in self._users.columns else c.source + "__item"
+        joined = pairs.select("user_id", "item_id").join(self.users_, on="user_id", how="left", maintain_order="left")
+        joined = joined.join(self.items_, on="item_id", how="left", suffix="__item", maintain_order="left")
+        for c in self.codings_:
+            src = c.source if c.table == "users" or c.source not in self.users_.columns else c.source + "__item"
             out[c.name] = c.encode(joined[src])
         if TOPIC in joined.columns:
             out[TOPIC] = joined[TOPIC].cast(pl.String).fill_null(MISSING)
-        if self.popularity_edges:
-            out[POPULARITY] = ColumnCoding("_count", "items", POPULARITY, self.popularity_edges).encode(
+        if self.popularity_edges_:
+            out[POPULARITY] = ColumnCoding("_count", "items", POPULARITY, self.popularity_edges_).encode(
                 joined["_count"]
             )
-        if self.affinity is not None:
-            out[AFFINITY] = self.affinity.encode(pairs)
+        if self.affinity_ is not None:
+            out[AFFINITY] = self.affinity_.encode(pairs)
         return pl.DataFrame(out)
 
     def transform(self, interactions: pl.DataFrame) -> pl.DataFrame:
@@ -198,17 +214,11 @@ class VariableEncoder:
         features = self.pair_features(interactions)
         return features.with_columns(
             interactions[TREATMENT].cast(pl.Int64).cast(pl.String).alias(TREATMENT),
-            (interactions[OUTCOME].cast(pl.Float64) >= self.outcome_threshold)
+            (interactions[OUTCOME].cast(pl.Float64) >= self.outcome_threshold_)
             .cast(pl.Int64)
             .cast(pl.String)
             .alias(OUTCOME),
         )
-
-    def knowledge_tiers(self) -> tuple[list[list[str]], list[str]]:
-        """Tiers (attributes, derived, exposure, outcome) and the exogenous attributes."""
-        attrs = [c.name for c in self.codings]
-        derived = [v for v in (TOPIC, POPULARITY, AFFINITY) if v in self.variable_names]
-        return [attrs + derived, [TREATMENT], [OUTCOME]], attrs + derived
 
 
 @dataclass

@@ -11,15 +11,14 @@ worker) and a persistent Dagster instance (``DAGSTER_HOME``).
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-EXECUTORS = ("multiprocess", "in_process", "dask")
+from causalrec_resources.settings import current_settings
 
 
 def executor_from_env() -> dg.ExecutorDefinition:
-    name = os.environ.get("CAUSALREC_EXECUTOR", "multiprocess").strip().lower() or "multiprocess"
+    settings = current_settings()
+    name = settings.executor
     if name == "multiprocess":  # Dagster's default; run config may still pick in_process
         return dg.multi_or_in_process_executor
     if name == "in_process":
@@ -27,11 +26,11 @@ def executor_from_env() -> dg.ExecutorDefinition:
     if name == "dask":
         from dagster_dask import dask_executor
 
-        address = os.environ.get("CAUSALREC_DASK_SCHEDULER", "").strip()
+        address = settings.dask_scheduler
         cluster = (
             {"existing": {"address": address}}
             if address
-            else {"local": {"n_workers": int(os.environ.get("CAUSALREC_DASK_WORKERS", "2")), "threads_per_worker": 1}}
+            else {"local": {"n_workers": settings.dask_workers, "threads_per_worker": 1}}
         )
         return dask_executor.configured({"cluster": cluster}, name="causalrec_dask")
-    raise ValueError(f"CAUSALREC_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
+    raise AssertionError(f"unreachable: settings allowed executor {name!r}")

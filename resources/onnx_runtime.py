@@ -17,6 +17,8 @@ from pathlib import Path
 import dagster as dg
 import onnxruntime as ort
 
+from causalrec_resources.settings import current_settings
+
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -106,7 +108,7 @@ def _provider_options(providers: list[str]) -> list[tuple[str, dict]] | list[str
         if name == CUDA:
             out.append((CUDA, {"cudnn_conv_algo_search": "EXHAUSTIVE", "arena_extend_strategy": "kSameAsRequested"}))
         elif name == TENSORRT:
-            cache = Path(os.environ.get("CAUSALREC_CACHE", Path.home() / ".cache" / "causalrec")).expanduser()
+            cache = current_settings().cache_dir
             out.append(
                 (
                     TENSORRT,

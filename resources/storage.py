@@ -1,7 +1,8 @@
 """Where assets live: one file per asset under the storage directory, written atomically.
 
 ``<asset>.parquet`` through Polars for tables, ``<asset>.json`` for the few assets that are
-documents (the causal graph, the simulator's truth). Built on Dagster's ``UPathIOManager``
+documents (the causal graph, the simulator's truth), ``<asset>.pkl`` for the one fitted
+object (``variable_encoding``, read back by the steps of the same code). Built on Dagster's ``UPathIOManager``
 (``dagster-polars`` cannot read inputs under Polars 2).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,17 +19,17 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from causalrec_resources.settings import CausalrecSettings, current_settings
+
 JSON_ASSETS: frozenset[str] = frozenset({"causal_graph", "ground_truth"})
+PICKLED_ASSETS: frozenset[str] = frozenset({"variable_encoding"})
 
 
-def storage_dir(explicit: str = "") -> Path:
-    """``CAUSALREC_STORAGE``, else a folder under the Dagster home."""
+def storage_dir(explicit: str = "", settings: CausalrecSettings | None = None) -> Path:
+    """``explicit``, else ``CAUSALREC_STORAGE``, else a folder under the Dagster home."""
     if explicit:
         return Path(explicit).expanduser()
-    if os.environ.get("CAUSALREC_STORAGE"):
-        return Path(os.environ["CAUSALREC_STORAGE"]).expanduser()
-    home = os.environ.get("DAGSTER_HOME") or str(Path.home() / ".dagster")
-    return Path(home).expanduser() / "causalrec_storage"
+    return (settings or current_settings()).storage_dir
 
 
 def _atomic_write(path: UPath, write: Any) -> None:
@@ -46,8 +48,12 @@ def _atomic_write(path: UPath, write: Any) -> None:
             tmp.unlink()
 
 
-def _is_json_path(path: UPath) -> bool:
-    return path.name in JSON_ASSETS or any(part in JSON_ASSETS for part in path.parts[-3:-1])
+def _suffix_for(path: UPath) -> str:
+    """The file suffix of the asset at ``path`` (partitioned assets are folders of files)."""
+    names = {path.name, *path.parts[-3:-1]}
+    if names & JSON_ASSETS:
+        return ".json"
+    return ".pkl" if names & PICKLED_ASSETS else ".parquet"
 
 
 class PolarsJsonUPathIOManager(dg.UPathIOManager):
@@ -56,12 +62,15 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
     extension = None
 
     def _with_extension(self, path: UPath) -> UPath:
-        return path.with_suffix(path.suffix + (".json" if _is_json_path(path) else ".parquet"))
+        return path.with_suffix(path.suffix + _suffix_for(path))
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         if isinstance(obj, dict) and path.suffix == ".json":
             text = json.dumps(obj, indent=2, default=str)
             _atomic_write(path, lambda p: p.write_text(text))
+        elif path.suffix == ".pkl":
+            data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            _atomic_write(path, lambda p: p.write_bytes(data))
         elif isinstance(obj, pl.DataFrame) and path.suffix == ".parquet":
             _atomic_write(path, lambda p: obj.write_parquet(str(p.path) if p.protocol in ("", "file") else p))
         else:
@@ -74,6 +83,8 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
         if path.suffix == ".json":
             return json.loads(path.read_text())
+        if path.suffix == ".pkl":
+            return pickle.loads(path.read_bytes())
         return pl.read_parquet(str(path.path) if path.protocol in ("", "file") else path)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
@@ -109,9 +120,17 @@ class CausalrecIOManager(dg.ConfigurableIOManagerFactory):
     base_dir: str = ""
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsJsonUPathIOManager:
-        configured = self.base_dir or os.environ.get("CAUSALREC_STORAGE", "")
+        configured = self.base_dir or current_settings().storage
         if "://" in configured:  # an object store (s3://, gs://, …) through fsspec
             return PolarsJsonUPathIOManager(base_path=UPath(configured))
         root = storage_dir(self.base_dir)
         root.mkdir(parents=True, exist_ok=True)
         return PolarsJsonUPathIOManager(base_path=UPath(root))
+
+
+@dg.input_manager(required_resource_keys={"io_manager"})
+def stored_asset_loader(context: dg.InputContext) -> Any:
+    """An op input that is a stored asset (``In(metadata={"asset": "items"}, ...)``), read
+    through the IO manager, so a plain op job reads the same files as the asset jobs."""
+    key = dg.AssetKey.from_user_string(context.definition_metadata["asset"])
+    return context.resources.io_manager.load_input(dg.build_input_context(asset_key=key))

@@ -18,6 +18,7 @@ from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.embed import assets as embed_stage
 from causalrec_plugins.embed import onnx_encoder
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
+from causalrec_resources.defaults import default_resources
 from causalrec_resources.storage import CausalrecIOManager
 
 WORDS = "the a cat dog sat on mat movie good bad red shoe run item price cheap".split()
@@ -131,7 +132,7 @@ def test_rematerialization_through_dagster(tiny_bert, tmp_path, monkeypatch):  #
         return dg.materialize(
             [_items_asset(frame), embed_stage.item_embeddings],
             run_config=config,
-            resources={"io_manager": io},
+            resources=default_resources(io_manager=io),
             instance=instance,
         )
 
@@ -147,13 +148,13 @@ def test_rematerialization_through_dagster(tiny_bert, tmp_path, monkeypatch):  #
 
     # hash shards: a partitioned job embeds a fresh catalogue into the store shard by shard
     fresh = pl.DataFrame({"item_id": range(120), "text": _texts(120, seed=5)})
-    dg.materialize([_items_asset(fresh)], resources={"io_manager": io}, instance=instance)
+    dg.materialize([_items_asset(fresh)], resources=default_resources(io_manager=io), instance=instance)
     job = embed_stage.embed_shards_job
     shard_config = {"ops": {"embed_shard": config["ops"]["item_embeddings"]}}
     keys = embed_stage.shard_partitions.get_partition_keys()
     for key in keys:
         result = job.execute_in_process(
-            run_config=shard_config, partition_key=key, instance=instance, resources={"io_manager": io}
+            run_config=shard_config, partition_key=key, instance=instance, resources=default_resources(io_manager=io)
         )
         assert result.success
     after = _metadata(run(fresh))

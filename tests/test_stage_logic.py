@@ -204,11 +204,14 @@ def test_encoder_transform_codes_new_pairs_like_training_pairs(fitted_encoder: V
     assert unseen[POPULARITY].to_list() == ["q0"]
 
 
-def test_encoder_knowledge_tiers(fitted_encoder: VariableEncoder) -> None:
-    tiers, exogenous = fitted_encoder.knowledge_tiers()
-    assert tiers[1:] == [["exposure"], ["outcome"]]
-    assert set(tiers[0]) == set(fitted_encoder.variable_names)
-    assert exogenous == tiers[0]
+def test_stage_knowledge_puts_the_encoded_variables_first(fitted_encoder: VariableEncoder) -> None:
+    from causalrec_assets.stages.structure.assets import stage_knowledge
+
+    _, _, train = encoder_tables()
+    knowledge = stage_knowledge(fitted_encoder.transform(train))
+    assert knowledge.tiers[1:] == [["exposure"], ["outcome"]]
+    assert set(knowledge.tiers[0]) == set(fitted_encoder.variable_names)
+    assert knowledge.exogenous == knowledge.tiers[0]
 
 
 @pytest.mark.parametrize(

@@ -150,7 +150,7 @@ def test_affinity_reads_the_other_half_of_the_users_log() -> None:
     assert codes[3] == NO_PROFILE and all(c.startswith("q") for i, c in enumerate(codes) if i != 3)
     table = encoder.transform(train)
     assert table[AFFINITY].to_list() == encoder.pair_features(train)[AFFINITY].to_list()
-    assert encoder.knowledge_tiers()[0][0][-1] == AFFINITY
+    assert stage.stage_knowledge(table).tiers[0][-1] == AFFINITY
 
 
 def test_affinity_without_any_other_positive_is_left_out_and_reported() -> None:

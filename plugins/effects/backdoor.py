@@ -22,16 +22,15 @@ from pydantic import Field, field_validator
 
 from causalrec_assets.bayesnet import fit_network
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.effects.protocol import EffectInputs, EffectsPlugin
+from causalrec_assets.stages.effects.protocol import EffectInputs
 from causalrec_plugins.effects.common import (
+    AdjustedEffects,
     NetworkConfig,
     binarised_label,
     estimate_row,
-    frame,
     graph_adjustment,
     network_effect,
     network_rows,
-    not_identifiable,
 )
 from causalrec_plugins.effects.estimators import (
     Estimate,
@@ -67,19 +66,21 @@ class BackdoorConfig(EstimatorConfig, NetworkConfig):
         return names
 
 
-class BackdoorEffects(EffectsPlugin):
+class BackdoorEffects(AdjustedEffects):
     """Every configured estimator over the graph's backdoor set; the headline by a documented rule."""
 
     Config = BackdoorConfig
 
     def estimate(self, inputs: EffectInputs, context: PluginContext) -> pl.DataFrame:
-        cfg: BackdoorConfig = self.config  # type: ignore[assignment]
         self.diagnostics_: dict[str, Any] = {}
-        blocked = not_identifiable(inputs, context)
-        if blocked is not None:
-            self.diagnostics_ = {"headline": "not_identifiable", "headline_reason": "exposure takes one value"}
-            return blocked
-        adjust = graph_adjustment(inputs, context)
+        return super().estimate(inputs, context)
+
+    def not_identified(self, blocked: pl.DataFrame) -> pl.DataFrame:
+        self.diagnostics_ = {"headline": "not_identifiable", "headline_reason": "exposure takes one value"}
+        return blocked
+
+    def rows(self, inputs: EffectInputs, adjust: list[str], context: PluginContext) -> list[dict]:
+        cfg: BackdoorConfig = self.config  # type: ignore[assignment]
         data = effect_data(inputs, adjust, cross=cfg.nuisance == "boosting")
         start = time.perf_counter()
         propensity = cross_fitted_propensity(data, cfg)
@@ -116,7 +117,7 @@ class BackdoorEffects(EffectsPlugin):
             "estimation_seconds": round(time.perf_counter() - start, 2),
             **choice.diagnostics,
         }
-        return frame([rows[n] for n in order] + segments)
+        return [rows[n] for n in order] + segments
 
     def reestimate(self, inputs: EffectInputs, estimator: str, context: PluginContext) -> float:
         """One estimator's point estimate, no interval (what refutation re-runs)."""

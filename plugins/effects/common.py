@@ -3,13 +3,15 @@ identifiability check, the Bayesian network's do-query rows, and rows of ``EFFEC
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 import polars as pl
 from pydantic import Field
 
 from causalrec_assets.bayesnet import adjustment_set, fit_network, interventional
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
+from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs, EffectsPlugin
 from causalrec_plugins.effects.estimators import Estimate
 
 SCHEMA_OVERRIDES = {"estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}
@@ -121,3 +123,27 @@ def network_rows(
     label = binarised_label(inputs)
     names = [f"ATE{label}"] + [f"{v}={lv}{label}" for v, lv in segments]
     return [row(t, y, name, "bn_do_query", float(point[k]), float(lo[k]), float(hi[k])) for k, name in enumerate(names)]
+
+
+class AdjustedEffects(EffectsPlugin):
+    """The ``estimate`` every built-in effects plugin shares: the single ``not_identifiable`` row
+    where exposure takes one value, else the subclass's ``rows`` over the graph's adjustment set,
+    as a table of ``EFFECT_COLUMNS``. Written once, so a plugin is only its own estimators."""
+
+    def estimate(self, inputs: EffectInputs, context: PluginContext) -> pl.DataFrame:
+        blocked = not_identifiable(inputs, context)
+        if blocked is not None:
+            return self.not_identified(blocked)
+        return frame(self.rows(inputs, self.adjustment(inputs, context), context))
+
+    def adjustment(self, inputs: EffectInputs, context: PluginContext) -> list[str]:
+        """The variables to adjust for: the graph's backdoor set (logged)."""
+        return graph_adjustment(inputs, context)
+
+    def not_identified(self, blocked: pl.DataFrame) -> pl.DataFrame:
+        """The table when the effect is not identifiable; a hook to record why."""
+        return blocked
+
+    @abstractmethod
+    def rows(self, inputs: EffectInputs, adjust: list[str], context: PluginContext) -> list[dict]:
+        """The plugin's rows of ``EFFECT_COLUMNS``, the headline ATE first."""

@@ -1,4 +1,4 @@
-"""Ingest a canonical dataset directory (DESIGN.md): ``users``, ``items``, ``interactions``.
+"""Ingest a canonical dataset directory (docs/plugins.md, "ingest"): ``users``, ``items``, ``interactions``.
 
 Lenient about columns on purpose: missing or malformed columns are the validate stage's
 job (Great Expectations reports them with samples). Only files that cannot be found or

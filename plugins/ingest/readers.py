@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import codecs
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from causalrec_assets.contracts import DataContractError
+from causalrec_resources.settings import current_settings
 
 TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv")  # in order of preference
 
@@ -24,7 +24,7 @@ _READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError
 
 def resolve_dir(path: str | Path, plugin: str) -> Path:
     """The dataset folder: the configured ``path``, else ``$CAUSALREC_DATA``; must be a directory."""
-    raw = str(path) or os.environ.get("CAUSALREC_DATA", "")
+    raw = str(path) or current_settings().data
     if not raw:
         raise DataContractError(f"{plugin} ingest: no dataset directory given (set config `path`)")
     directory = Path(raw).expanduser()

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import polars as pl
-from pydantic import Field
 
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin, TopKConfig
 
 
-class PopularityConfig(PluginConfig):
-    k: int = Field(default=10, description="Recommendations per user.")
+class PopularityConfig(TopKConfig):
+    """Only ``k``: popularity has nothing to tune."""
 
 
 class PopularityRanking(RankingPlugin):

@@ -19,8 +19,8 @@ from pydantic import Field
 
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin, TopKConfig
 from causalrec_assets.variables import OUTCOME, TREATMENT
 from causalrec_plugins.ranking.relevance_model import (
     DebiasedMF,
@@ -32,11 +32,10 @@ from causalrec_plugins.ranking.relevance_model import (
 )
 
 
-class RelevanceParams(PluginConfig):
+class RelevanceParams(TopKConfig):
     """Parameters of the debiased relevance model (shared by the ``relevance`` and ``causal``
     rankers)."""
 
-    k: int = Field(default=10, description="Recommendations per user.")
     weighting: Literal["none", "ips", "dr"] = Field(
         default="ips",
         description=(

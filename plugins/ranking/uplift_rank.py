@@ -24,8 +24,8 @@ from causalrec_assets.bayesnet import adjustment_set, interventional
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.features import PairFeaturizer
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin, TopKConfig
 from causalrec_assets.variables import OUTCOME, TREATMENT
 from causalrec_plugins.effects.estimators import EffectData, fitting, with_cell
 from causalrec_plugins.effects.nuisance import NUISANCE_HELP, NuisanceKind, effect_model, nuisance_models
@@ -39,8 +39,7 @@ UPLIFT_MODEL_HELP = (
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
 
 
-class UpliftConfig(PluginConfig):
-    k: int = Field(default=10, ge=1, description="Recommendations per user.")
+class UpliftConfig(TopKConfig):
     uplift_model: UpliftModel = Field(default="dr_learner", description=UPLIFT_MODEL_HELP)
     nuisance: NuisanceKind = Field(default="boosting", description=NUISANCE_HELP)
     folds: int = Field(default=3, ge=2, description="Cross-fitting folds of the DR learner's nuisance models.")

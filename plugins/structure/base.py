@@ -18,11 +18,9 @@ import networkx as nx
 import polars as pl
 
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Knowledge, StructurePlugin
-from causalrec_plugins.structure.knowledge import KnowledgeError, LearnerConfig, combine
+from causalrec_assets.stages.structure.protocol import Edge, Knowledge, StructurePlugin
+from causalrec_plugins.structure.knowledge import KnowledgeError, LearnerConfig
 from causalrec_plugins.structure.table import CodedTable, coded_table
-
-Edge = tuple[str, str]
 
 
 class CausalrecStructure(StructurePlugin):
@@ -30,11 +28,8 @@ class CausalrecStructure(StructurePlugin):
 
     Config = LearnerConfig
 
-    def check_knowledge(self, names: Sequence[str], knowledge: Knowledge) -> Knowledge:
-        """The stage's knowledge combined with the config's; raises ``KnowledgeError`` naming the
-        defect (unknown variable, cycle of required edges, required edge ruled out)."""
-        cfg: LearnerConfig = self.config  # type: ignore[assignment]
-        return combine(knowledge, cfg.knowledge(), list(names))
+    def report(self) -> dict[str, object]:
+        return dict(getattr(self, "report_", {}))
 
     def learn(self, data: pl.DataFrame, knowledge: Knowledge, context: PluginContext) -> list[Edge]:
         cfg: LearnerConfig = self.config  # type: ignore[assignment]

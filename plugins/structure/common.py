@@ -9,14 +9,12 @@ from pgmpy.causal_discovery import ExpertKnowledge
 from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Knowledge
+from causalrec_assets.stages.structure.protocol import Edge, Knowledge
 from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.knowledge import LearnerConfig
 from causalrec_plugins.structure.orient import pdag_edges
 from causalrec_plugins.structure.skeleton import StablePC, possible_ancestors, separated_pairs
 from causalrec_plugins.structure.table import CodedTable
-
-Edge = tuple[str, str]
 
 
 def expert_knowledge(knowledge: Knowledge) -> ExpertKnowledge:

@@ -14,7 +14,7 @@ from pgmpy.causal_discovery import GES
 from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Knowledge
+from causalrec_assets.stages.structure.protocol import Edge, Knowledge
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import ScoreConfig, expert_knowledge
 from causalrec_plugins.structure.orient import pdag_edges, to_dag
@@ -22,8 +22,6 @@ from causalrec_plugins.structure.scores import CountingScore
 from causalrec_plugins.structure.search import CandidateHillClimbSearch
 from causalrec_plugins.structure.skeleton import checked_frame
 from causalrec_plugins.structure.table import CodedTable
-
-Edge = tuple[str, str]
 
 
 class GESConfig(ScoreConfig):

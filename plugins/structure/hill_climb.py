@@ -32,7 +32,7 @@ from pgmpy.base import DAG
 from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Knowledge
+from causalrec_assets.stages.structure.protocol import Edge, Knowledge
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge, run_pc
 from causalrec_plugins.structure.knowledge import search_space
@@ -40,8 +40,6 @@ from causalrec_plugins.structure.orient import to_dag
 from causalrec_plugins.structure.scores import CountingScore
 from causalrec_plugins.structure.search import CandidateHillClimbSearch
 from causalrec_plugins.structure.table import CodedTable
-
-Edge = tuple[str, str]
 
 
 class HillClimbConfig(CITestConfig, TabuSearchConfig):

@@ -12,9 +12,8 @@ from collections.abc import Iterable, Sequence
 
 from pgmpy.metrics import SHD
 
+from causalrec_assets.stages.structure.protocol import Edge
 from causalrec_plugins.structure.orient import as_dag
-
-Edge = tuple[str, str]
 
 
 def cpdag_marks(names: Sequence[str], dag_edges: Iterable[Edge]) -> dict[frozenset, object]:

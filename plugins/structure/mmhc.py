@@ -12,15 +12,13 @@ from __future__ import annotations
 from itertools import combinations
 
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Knowledge
+from causalrec_assets.stages.structure.protocol import Edge, Knowledge
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge
 from causalrec_plugins.structure.scores import CountingScore
 from causalrec_plugins.structure.search import CandidateHillClimbSearch
 from causalrec_plugins.structure.table import CodedTable
-
-Edge = tuple[str, str]
 
 
 class MMHCConfig(CITestConfig, TabuSearchConfig):

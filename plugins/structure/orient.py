@@ -11,9 +11,7 @@ from itertools import combinations
 import networkx as nx
 from pgmpy.base import DAG, PDAG
 
-from causalrec_assets.stages.structure.protocol import Knowledge
-
-Edge = tuple[str, str]
+from causalrec_assets.stages.structure.protocol import Edge, Knowledge
 
 
 def orient(

@@ -20,10 +20,8 @@ import numpy as np
 from pgmpy.base import PDAG, UndirectedGraph
 from pgmpy.causal_discovery import PC
 
-from causalrec_assets.stages.structure.protocol import Knowledge
+from causalrec_assets.stages.structure.protocol import Edge, Knowledge
 from causalrec_plugins.structure.orient import orient
-
-Edge = tuple[str, str]
 
 
 class StablePC(PC):

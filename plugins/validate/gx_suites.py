@@ -1,6 +1,6 @@
 """The built-in validate plugin: one Great Expectations 1.x suite per canonical table.
 
-The suite encodes DESIGN.md's data contract (schema, nulls, key uniqueness, value ranges,
+The suite encodes the data contract of docs/plugins.md (schema, nulls, key uniqueness, value ranges,
 referential integrity); GX runs it on the table and every verdict is turned into an
 ``ExpectationOutcome`` that names the table, the column, the count and sample bad values.
 """

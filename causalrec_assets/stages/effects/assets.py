@@ -10,7 +10,6 @@ behaves: ``warn`` checks are non-blocking and a refuted headline is flagged on
 """
 
 import math
-import os
 import time
 from typing import Any
 
@@ -19,42 +18,17 @@ import polars as pl
 from pydantic import Field
 
 from causalrec_assets import metadata as md
-from causalrec_assets.bayesnet import frame_to_network
-from causalrec_assets.features import as_pair_features
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.registry import get_registry
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_assets.stages.effects.protocol import EffectInputs
+from causalrec_assets.stages.effects.inputs import effect_inputs
+from causalrec_assets.stages.effects.protocol import EffectInputs, EffectsPlugin
 from causalrec_assets.stages.effects.refutation import REFUTERS, adjusted_rows, run_refutations
-from causalrec_assets.variables import OUTCOME, binarise_threshold
+from causalrec_resources.settings import current_settings
 
 EffectsStageConfig = stage_config_class("effects")
-REFUTATION_MODE = os.environ.get("CAUSALREC_REFUTATION", "warn").strip().lower() or "warn"
-if REFUTATION_MODE not in ("warn", "block"):
-    raise ValueError(f"CAUSALREC_REFUTATION={REFUTATION_MODE!r} is neither 'warn' nor 'block'")
-BLOCKING = REFUTATION_MODE == "block"
+BLOCKING = current_settings().refutation == "block"
 REFUTED = "refuted"  # the treatment_effects metadata key that ranking reads
-
-
-def effect_inputs(variables: pl.DataFrame, graph: dict, network: pl.DataFrame, features: pl.DataFrame) -> EffectInputs:
-    """What an effects plugin receives: the discrete variables and network, and the same
-    training pairs as row-level features, plus the test slice's pairs."""
-    edges = [tuple(e) for e in graph["edges"]]
-    train = features.filter(pl.col("split") == "train")
-    if train.height != variables.height:
-        raise ValueError(
-            f"pair_features has {train.height} training rows but causal_variables {variables.height}: "
-            "materialize both from the same interactions"
-        )
-    threshold = binarise_threshold(train[OUTCOME])
-    test = features.filter(pl.col("split") == "test")
-    return EffectInputs(
-        variables=variables,
-        edges=edges,
-        network=frame_to_network(network, edges),
-        features=as_pair_features(train, threshold),
-        test=as_pair_features(test, threshold) if test.height else None,
-    )
 
 
 class RefutationConfig(dg.Config):
@@ -129,19 +103,19 @@ def treatment_effects(
 ):
     """The effect of exposure on outcome (the first ATE row is the headline), and the
     refutation of that headline by its own estimator."""
-    plugin = plugin_from_config("effects", config, context.log)
+    plugin = plugin_from_config(EffectsPlugin, config, context.log)
     inputs = effect_inputs(causal_variables, causal_graph, bayesian_network, pair_features)
     pctx = plugin_context(context)
     start = time.perf_counter()
-    table = plugin.estimate(inputs, pctx)  # type: ignore[attr-defined]
+    table = plugin.estimate(inputs, pctx)
     estimate_seconds = time.perf_counter() - start
-    diagnostics = {k: _rounded(v) for k, v in plugin.diagnostics().items()}  # type: ignore[attr-defined]
+    diagnostics = {k: _rounded(v) for k, v in plugin.diagnostics().items()}
     cfg = config.refutation
     start = time.perf_counter()
     outcomes = run_refutations(
         table,
         inputs,
-        lambda changed, name: plugin.reestimate(changed, name, pctx),  # type: ignore[attr-defined]
+        lambda changed, name: plugin.reestimate(changed, name, pctx),
         n_simulations=cfg.n_simulations,
         n_splits=cfg.n_splits,
         abs_tolerance=cfg.abs_tolerance,

@@ -37,6 +37,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from causalrec_assets.stages.effects.protocol import EffectInputs, PairFeatures
 
 RANDOM_CAUSE = "random_common_cause"
+LEVELS = 8  # quantile bins of the random common cause in the discrete table
 REFUTERS = ("placebo_treatment", "random_common_cause", "random_halves", "randomized_slice")
 Z95, Z99 = 1.959963984540054, 2.5758293035489004
 MIN_ROWS_PER_ARM = 30
@@ -164,6 +165,61 @@ def not_applicable(name: str, assumption: str, why: str) -> Refutation:
     return Refutation(name, True, assumption, f"not applicable: {why}", applicable=False)
 
 
+@dataclass(frozen=True)
+class RefutationContext:
+    """What every refuter is given, built once by ``run_refutations``: the headline, the inputs,
+    the headline's own estimator to re-run on changed inputs, how the other estimators relate to
+    it, and the settings. One object, so each refuter's signature and set-up is written once and
+    the refuter itself is only its own change and its own verdict."""
+
+    head: Headline
+    inputs: EffectInputs
+    reestimate: Reestimate
+    agree: Agreement
+    n_simulations: int = 1
+    n_splits: int = 1
+    abs_tolerance: float = 0.005
+    seed: int = 0
+
+    @property
+    def repeats(self) -> int:
+        """How many simulated changes a refuter draws (at least one)."""
+        return max(1, self.n_simulations)
+
+    def rng(self, offset: int) -> np.random.Generator:
+        """A generator of the refuter's own (``seed + offset``), so its draws do not depend on
+        which refuters ran before it."""
+        return np.random.default_rng(self.seed + offset)
+
+    def tolerance(self, band: float) -> float:
+        """``band``, never under the absolute floor: a tiny interval must not fail on noise."""
+        return max(self.abs_tolerance, band)
+
+    def verdict(
+        self,
+        name: str,
+        assumption: str,
+        passed: bool,
+        message: str,
+        refuted: float,
+        tolerance: float,
+        cause: str = "",
+        **details: Any,
+    ) -> Refutation:
+        """The refuter's result against the headline estimate; ``cause`` is kept on failure only."""
+        return Refutation(
+            name,
+            passed,
+            assumption,
+            message,
+            self.head.estimate,
+            refuted,
+            tolerance,
+            cause="" if passed else cause,
+            details=details,
+        )
+
+
 def assignment_propensity(inputs: EffectInputs, seed: int) -> np.ndarray:
     """P(exposed | every observed pre-exposure feature): the model placebos are drawn from."""
     if inputs.features is not None:
@@ -187,29 +243,22 @@ def assignment_propensity(inputs: EffectInputs, seed: int) -> np.ndarray:
     return model.fit(w, t).predict_proba(w)[:, 1]
 
 
-def placebo_treatment(
-    head: Headline,
-    inputs: EffectInputs,
-    reestimate: Reestimate,
-    agree: Agreement,
-    n_simulations: int = 1,
-    abs_tolerance: float = 0.005,
-    seed: int = 0,
-) -> Refutation:
+def placebo_treatment(ctx: RefutationContext) -> Refutation:
     """Placebo exposures (permuted; drawn from the assignment model) must have no effect."""
+    head, inputs, agree = ctx.head, ctx.inputs, ctx.agree
     assumption = "the adjustment blocks every backdoor path through the observed variables"
-    rng = np.random.default_rng(seed)
+    rng = ctx.rng(0)
     t = inputs.variables[inputs.treatment].cast(pl.Int64).to_numpy()
-    e_all = assignment_propensity(inputs, seed)
+    e_all = assignment_propensity(inputs, ctx.seed)
     draws: dict[str, list[float]] = {"permuted": [], "assignment": []}
-    for _ in range(max(1, n_simulations)):
+    for _ in range(ctx.repeats):
         for kind in draws:
             placebo = rng.permutation(t) if kind == "permuted" else (rng.random(len(t)) < e_all).astype(np.int64)
-            draws[kind].append(reestimate(inputs.with_treatment(placebo)))
+            draws[kind].append(ctx.reestimate(inputs.with_treatment(placebo)))
     means = {k: float(np.nanmean(v)) for k, v in draws.items()}
     # A 99% band of one placebo estimate (its spread is about the headline's standard error),
     # so that four refuters together rarely cry wolf.
-    tolerance = max(abs_tolerance, Z99 * head.stderr / math.sqrt(max(1, n_simulations)))
+    tolerance = ctx.tolerance(Z99 * head.stderr / math.sqrt(ctx.repeats))
     worst = max(means, key=lambda k: abs(means[k]) if math.isfinite(means[k]) else -1.0)
     passed = all(math.isfinite(v) and abs(v) <= tolerance for v in means.values())
     cause = ""
@@ -241,38 +290,30 @@ def placebo_treatment(
             f"broken assumption: the estimator finds no effect where there is none. {head.estimator} is most likely "
             "misspecified or overfitted (or outcome information leaks into the variables)"
         )
-    return Refutation(
+    return ctx.verdict(
         "placebo_treatment",
-        passed,
         assumption,
+        passed,
         message,
-        original=head.estimate,
-        refuted=means[worst],
-        tolerance=tolerance,
-        cause=cause,
-        details={"placebo_permuted": means["permuted"], "placebo_assignment": means["assignment"]},
+        means[worst],
+        tolerance,
+        cause,
+        placebo_permuted=means["permuted"],
+        placebo_assignment=means["assignment"],
     )
 
 
-def random_common_cause(
-    head: Headline,
-    inputs: EffectInputs,
-    reestimate: Reestimate,
-    n_simulations: int = 1,
-    levels: int = 8,
-    abs_tolerance: float = 0.005,
-    seed: int = 0,
-) -> Refutation:
+def random_common_cause(ctx: RefutationContext) -> Refutation:
     """Adjusting for an added independent random variable must leave the estimate where it was."""
     assumption = "the estimate rests on the adjustment set, not on incidental cells of the data"
-    rng = np.random.default_rng(seed + 1)
-    base = head.estimate  # the estimators are deterministic given their seed: no refit needed
+    inputs, rng = ctx.inputs, ctx.rng(1)
+    base = ctx.head.estimate  # the estimators are deterministic given their seed: no refit needed
     shifts = [
-        reestimate(inputs.with_common_cause(RANDOM_CAUSE, rng.normal(size=inputs.variables.height), levels)) - base
-        for _ in range(max(1, n_simulations))
+        ctx.reestimate(inputs.with_common_cause(RANDOM_CAUSE, rng.normal(size=inputs.variables.height), LEVELS)) - base
+        for _ in range(ctx.repeats)
     ]
     shift = float(np.nanmax(np.abs(shifts))) if np.isfinite(shifts).any() else float("inf")
-    tolerance = max(abs_tolerance, 0.5 * head.half_width)
+    tolerance = ctx.tolerance(0.5 * ctx.head.half_width)
     passed = shift <= tolerance
     message = (
         f"adding a random common cause moves the estimate by at most {shift:.4f} (tolerance {tolerance:.4f})"
@@ -281,39 +322,24 @@ def random_common_cause(
         f"(tolerance {tolerance:.4f}): broken assumption: {assumption}. The estimate is fragile: thin overlap "
         "between exposed and unexposed rows, or nuisance models that overfit"
     )
-    return Refutation(
-        "random_common_cause",
-        passed,
-        assumption,
-        message,
-        original=base,
-        refuted=base + float(np.nanmean(shifts)),
-        tolerance=tolerance,
-        cause="" if passed else MISSPECIFIED,
-        details={"largest_shift": shift},
+    refuted = base + float(np.nanmean(shifts))
+    return ctx.verdict(
+        "random_common_cause", assumption, passed, message, refuted, tolerance, MISSPECIFIED, largest_shift=shift
     )
 
 
-def random_halves(
-    head: Headline,
-    inputs: EffectInputs,
-    reestimate: Reestimate,
-    n_splits: int = 1,
-    abs_tolerance: float = 0.005,
-    seed: int = 0,
-) -> Refutation:
+def random_halves(ctx: RefutationContext) -> Refutation:
     """A random half of the log (one per split) must give an estimate near the full one: a
     half's estimate deviates from the full one by about one standard error of the full
     estimate. Its complement is not estimated: it says little more, at the cost of a refit."""
     assumption = "the interval reflects the estimate's real sampling variability (enough overlap and data)"
-    rng = np.random.default_rng(seed + 2)
-    n = inputs.variables.height
+    rng, n = ctx.rng(2), ctx.inputs.variables.height
     halves = []
-    for _ in range(max(1, n_splits)):
-        halves.append(reestimate(inputs.take(np.sort(rng.permutation(n)[: n // 2]))))
-    deviations = np.abs(np.array(halves) - head.estimate)
+    for _ in range(max(1, ctx.n_splits)):
+        halves.append(ctx.reestimate(ctx.inputs.take(np.sort(rng.permutation(n)[: n // 2]))))
+    deviations = np.abs(np.array(halves) - ctx.head.estimate)
     typical = float(np.nanmean(deviations)) if np.isfinite(deviations).any() else float("inf")
-    tolerance = max(abs_tolerance, head.half_width)
+    tolerance = ctx.tolerance(ctx.head.half_width)
     passed = typical <= tolerance
     message = (
         f"estimates on random halves agree with the full estimate: mean deviation {typical:.4f} "
@@ -324,16 +350,17 @@ def random_halves(
         "for how much the estimate moves: extreme propensity weights or exposure nearly determined by the "
         "variables (a positivity violation)"
     )
-    return Refutation(
+    refuted = float(np.nanmean(halves))
+    return ctx.verdict(
         "random_halves",
-        passed,
         assumption,
+        passed,
         message,
-        original=head.estimate,
-        refuted=float(np.nanmean(halves)),
-        tolerance=tolerance,
-        cause="" if passed else "thin overlap",
-        details={"mean_deviation": typical, "halves": len(halves)},
+        refuted,
+        tolerance,
+        "thin overlap",
+        mean_deviation=typical,
+        halves=len(halves),
     )
 
 
@@ -353,14 +380,10 @@ def largest_shift(train: PairFeatures, test: PairFeatures) -> tuple[str, float]:
     return worst, value
 
 
-def randomized_slice(
-    head: Headline,
-    inputs: EffectInputs,
-    agree: Agreement,
-    abs_tolerance: float = 0.005,
-) -> Refutation:
+def randomized_slice(ctx: RefutationContext) -> Refutation:
     """The headline must agree with the randomized slice's difference in means, and when it
     does not, the other estimators say whether it is the headline or the data."""
+    head, inputs, agree = ctx.head, ctx.inputs, ctx.agree
     assumption = "no unobserved common cause of exposure and outcome (the adjustment set is sufficient)"
     test = inputs.test
     if test is None or test.height == 0:
@@ -372,7 +395,7 @@ def randomized_slice(
         )
 
     def tolerance_for(se: float) -> float:
-        return max(abs_tolerance, Z95 * math.hypot(se_slice, se))
+        return ctx.tolerance(Z95 * math.hypot(se_slice, se))
 
     tolerance = tolerance_for(head.stderr)
     gap = head.estimate - randomized
@@ -382,9 +405,7 @@ def randomized_slice(
             f"the headline ({head.estimator}, {head.estimate:+.4f}) agrees with the randomized slice's difference in "
             f"means ({randomized:+.4f} ± {Z95 * se_slice:.4f}); tolerance ±{tolerance:.4f}"
         )
-        return Refutation(
-            "randomized_slice", True, assumption, message, head.estimate, randomized, tolerance, details=details
-        )
+        return ctx.verdict("randomized_slice", assumption, True, message, randomized, tolerance, **details)
     agreeing = [n for n, (est, se) in agree.others.items() if abs(est - randomized) <= tolerance_for(se)]
     same_side = all(np.sign(est - randomized) == np.sign(gap) for est, _ in agree.others.values())
     message = (
@@ -421,17 +442,12 @@ def randomized_slice(
             "effect heterogeneity may explain part of the gap"
         )
     details |= {"largest_feature_shift": shift, "agreeing_estimators": ", ".join(agreeing) or "none"}
-    return Refutation(
-        "randomized_slice",
-        False,
-        assumption,
-        message,
-        head.estimate,
-        randomized,
-        tolerance,
-        cause=cause,
-        details=details,
-    )
+    return ctx.verdict("randomized_slice", assumption, False, message, randomized, tolerance, cause, **details)
+
+
+CHECKS: dict[str, Callable[[RefutationContext], Refutation]] = {
+    check.__name__: check for check in (placebo_treatment, random_common_cause, random_halves, randomized_slice)
+}
 
 
 def run_refutations(
@@ -457,19 +473,11 @@ def run_refutations(
         return reestimate(changed, head.estimator)
 
     pool = effects if reference is None else pl.concat([effects, reference.select(effects.columns)])
-    agree = agreement(pool, head)
-    refuters: dict[str, Callable[[], Refutation]] = {
-        "placebo_treatment": lambda: placebo_treatment(head, inputs, own, agree, n_simulations, abs_tolerance, seed),
-        "random_common_cause": lambda: random_common_cause(
-            head, inputs, own, n_simulations, abs_tolerance=abs_tolerance, seed=seed
-        ),
-        "random_halves": lambda: random_halves(head, inputs, own, n_splits, abs_tolerance, seed),
-        "randomized_slice": lambda: randomized_slice(head, inputs, agree, abs_tolerance),
-    }
+    ctx = RefutationContext(head, inputs, own, agreement(pool, head), n_simulations, n_splits, abs_tolerance, seed)
     results = []
-    for name, refute in refuters.items():
+    for name in REFUTERS:
         start = time.perf_counter()
-        results.append(refute())
+        results.append(CHECKS[name](ctx))
         if log is not None:
             verdict = "passed" if results[-1].passed else f"FAILED ({results[-1].cause or 'see message'})"
             log.info(f"refutation {name}: {verdict} ({time.perf_counter() - start:.1f}s)")

@@ -7,7 +7,6 @@ partitions (``CAUSALREC_EMBED_SHARDS``, default 8) that a backfill spreads over 
 each fills the store, after which ``item_embeddings`` only assembles.
 """
 
-import os
 import time
 
 import dagster as dg
@@ -17,10 +16,11 @@ from causalrec_assets import embeddings as emb
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_resources.storage import storage_dir
+from causalrec_assets.stages.embed.protocol import EmbedPlugin
+from causalrec_resources.settings import current_settings
 
 EmbedStageConfig = stage_config_class("embed")
-EMBED_SHARDS = max(1, int(os.environ.get("CAUSALREC_EMBED_SHARDS", "8") or 8))
+EMBED_SHARDS = current_settings().embed_shards
 shard_partitions = dg.StaticPartitionsDefinition([str(i) for i in range(EMBED_SHARDS)])
 
 
@@ -28,11 +28,11 @@ def _runtime_metadata(plugin) -> dict[str, str]:
     return {k: str(v) for k, v in plugin.describe_runtime().items()}
 
 
-@dg.asset(group_name="embed", owners=OWNERS, compute_kind="onnxruntime")
+@dg.asset(group_name="embed", owners=OWNERS, compute_kind="onnxruntime", required_resource_keys={"onnx_runtime"})
 def item_embeddings(context: dg.AssetExecutionContext, config: EmbedStageConfig, items: pl.DataFrame):  # type: ignore[valid-type]
     """Item text embedded by the embed plugin (items without text: their attributes, see
     ``embeddings.item_texts``); only texts not embedded before under this model key are computed."""
-    plugin = plugin_from_config("embed", config, context.log)
+    plugin = plugin_from_config(EmbedPlugin, config, context.log)
     ctx = plugin_context(context)
     texts = emb.item_texts(items)
     frame, stats = emb.embed_incremental(plugin, items["item_id"], texts, ctx, ctx.cache_dir)
@@ -62,23 +62,24 @@ def user_embeddings(interactions: pl.DataFrame, item_embeddings: pl.DataFrame) -
     return dg.Output(frame, metadata={"dagster/row_count": frame.height, "users_with_engagement": engaged_users})
 
 
-def stored_items() -> pl.DataFrame:
-    """The last materialized ``items`` (``<storage>/items.parquet``, DESIGN.md's layout)."""
-    path = storage_dir() / "items.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: materialize the `items` asset before embed_shards_job")
-    return pl.read_parquet(path)
-
-
-@dg.op(out=dg.Out(dg.Nothing))
-def embed_shard(context: dg.OpExecutionContext, config: EmbedStageConfig) -> None:  # type: ignore[valid-type]
+@dg.op(
+    ins={
+        "items": dg.In(
+            metadata={"asset": "items"},
+            input_manager_key="stored_asset_loader",
+            description="The last materialized items, read through the IO manager.",
+        )
+    },
+    out=dg.Out(dg.Nothing),
+    required_resource_keys={"onnx_runtime"},
+)
+def embed_shard(context: dg.OpExecutionContext, config: EmbedStageConfig, items: pl.DataFrame) -> None:  # type: ignore[valid-type]
     """Embed the items of one hash partition into the store (``item_embeddings`` then reuses them)."""
     started = time.perf_counter()
-    items = stored_items()
-    plugin = plugin_from_config("embed", config, context.log)
+    plugin = plugin_from_config(EmbedPlugin, config, context.log)
     ctx = plugin_context(context)
     texts = emb.item_texts(items)
-    hashes = pl.Series([emb.text_hash(t, plugin.model_key()) for t in texts], dtype=pl.String)  # type: ignore[attr-defined]
+    hashes = pl.Series([emb.text_hash(t, plugin.model_key()) for t in texts], dtype=pl.String)
     mine = (emb.shard_of(hashes, EMBED_SHARDS) == int(context.partition_key)).to_numpy()
     part = items.filter(pl.Series(mine))
     _, stats = emb.embed_incremental(

@@ -15,7 +15,7 @@ from causalrec_assets.contracts import harmonise_id_types
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.partitions import interaction_days, rows_of_day
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_assets.stages.ingest.protocol import Dataset
+from causalrec_assets.stages.ingest.protocol import Dataset, IngestPlugin
 
 IngestStageConfig = stage_config_class("ingest")
 
@@ -42,7 +42,7 @@ TABLE_OUTS = {
 
 def load_dataset(context, config) -> tuple[Dataset, dict]:
     """Run the configured ingest plugin; the dataset with harmonised id types, and metadata."""
-    plugin = plugin_from_config("ingest", config, context.log)
+    plugin = plugin_from_config(IngestPlugin, config, context.log)
     start = time.perf_counter()
     data = plugin.load(plugin_context(context))
     data.users, data.items, data.interactions = harmonise_id_types(data.users, data.items, data.interactions)

@@ -13,7 +13,7 @@ from causalrec_assets.plugin_api import Plugin, PluginContext
 
 @dataclass
 class Dataset:
-    """The three canonical tables (see DESIGN.md) and, for simulated worlds, their truth."""
+    """The three canonical tables (docs/plugins.md, "ingest") and, for simulated worlds, their truth."""
 
     users: pl.DataFrame
     items: pl.DataFrame

@@ -7,16 +7,14 @@ import dagster as dg
 import polars as pl
 
 from causalrec_assets import metadata as md
-from causalrec_assets.bayesnet import frame_to_network
-from causalrec_assets.contracts import train_rows, with_default_split
+from causalrec_assets.contracts import with_default_split
+from causalrec_assets.encoding import VariableEncoding
 from causalrec_assets.evaluation import evaluate, evaluation_plot
-from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.effects.assets import REFUTED
-from causalrec_assets.stages.ranking.protocol import RankingInputs
-from causalrec_assets.variables import VariableEncoder
-from causalrec_resources.variables import CausalVariablesResource
+from causalrec_assets.stages.ranking.inputs import ranking_inputs
+from causalrec_assets.stages.ranking.protocol import RankingPlugin
 
 RankingStageConfig = stage_config_class("ranking")
 
@@ -35,43 +33,20 @@ RankingStageConfig = stage_config_class("ranking")
 def ranking(
     context: dg.AssetExecutionContext,
     config: RankingStageConfig,  # type: ignore[valid-type]
-    variable_settings: CausalVariablesResource,
-    users: pl.DataFrame,
-    items: pl.DataFrame,
     interactions: pl.DataFrame,
     item_embeddings: pl.DataFrame,
-    user_embeddings: pl.DataFrame,
-    item_topics: pl.DataFrame,
+    variable_encoding: VariableEncoding,
     causal_variables: pl.DataFrame,
-    causal_graph: dict,
     bayesian_network: pl.DataFrame,
     treatment_effects: pl.DataFrame,
 ):
     """Rank every user's unseen items by the ranking plugin's causal score."""
-    plugin = plugin_from_config("ranking", config, context.log)
-    edges = [tuple(e) for e in causal_graph["edges"]]
-    train = train_rows(interactions)
-    encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
-        users, items, train, item_topics, item_embeddings=item_embeddings
-    )
-    featurizer = PairFeaturizer(n_components=variable_settings.text_components).fit(
-        users, items, train, item_embeddings, item_topics
-    )
-    inputs = RankingInputs(
-        users=users,
-        items=items,
-        interactions=with_default_split(interactions),
-        item_embeddings=item_embeddings,
-        user_embeddings=user_embeddings,
-        variables=causal_variables,
-        variable_encoder=encoder,
-        edges=edges,
-        network=frame_to_network(bayesian_network, edges),
-        treatment_effects=treatment_effects,
-        pair_featurizer=featurizer,
+    plugin = plugin_from_config(RankingPlugin, config, context.log)
+    inputs = ranking_inputs(
+        interactions, item_embeddings, variable_encoding, causal_variables, bayesian_network, treatment_effects
     )
     start = time.perf_counter()
-    out = plugin.rank(inputs, plugin_context(context))  # type: ignore[attr-defined]
+    out = plugin.rank(inputs, plugin_context(context))
     seconds = round(time.perf_counter() - start, 2)
     refuted = refutation_verdict(context)
     if refuted == UNKNOWN:

@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+from pydantic import Field
 
-from causalrec_assets.plugin_api import Plugin, PluginContext
+from causalrec_assets.plugin_api import Plugin, PluginConfig, PluginContext
+
+
+class TopKConfig(PluginConfig):
+    """The parameter every ranker has: how many items to recommend to each user."""
+
+    k: int = Field(default=10, ge=1, description="Recommendations per user.")
 
 
 @dataclass

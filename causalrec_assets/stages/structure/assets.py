@@ -1,36 +1,27 @@
 """The structure stage: the causal variables, the learned graph and the fitted Bayesian network."""
 
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
+from pgmpy.ci_tests import GSq
 
 from causalrec_assets import metadata as md
 from causalrec_assets.bayesnet import adjustment_set, cpds_to_frame, fit_network
-from causalrec_assets.contracts import train_rows, with_default_split
-from causalrec_assets.features import PairFeaturizer
+from causalrec_assets.encoding import encode_log
 from causalrec_assets.graph_picture import causal_paths, graph_picture
 from causalrec_assets.metadata import OWNERS
+from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_assets.stages.structure.protocol import Knowledge
-from causalrec_assets.stages.structure.stability import edge_stability
+from causalrec_assets.stages.structure.knowledge import stage_knowledge
+from causalrec_assets.stages.structure.protocol import Edge, Knowledge, StructurePlugin
+from causalrec_assets.stages.structure.stability import Stability, StabilityConfig, edge_stability, stability_config
 from causalrec_assets.topics import item_topics as cluster_topics
-from causalrec_assets.variables import AFFINITY, OUTCOME, TREATMENT, VariableEncoder
-from causalrec_plugins.structure.citests import CodedCITest
-from causalrec_plugins.structure.knowledge import combine
-from causalrec_plugins.structure.table import coded_table
+from causalrec_assets.variables import AFFINITY, OUTCOME, TREATMENT
 from causalrec_resources.variables import CausalVariablesResource
 
 StructureStageConfig = stage_config_class("structure")
-
-# Bootstrap settings for a structure plugin whose config does not carry them.
-STABILITY_DEFAULTS = {
-    "bootstrap": 20,
-    "unstable_below": 0.6,
-    "n_jobs": 2,
-    "resampling": "subsample",
-    "subsample_fraction": 0.5,
-}
 
 
 @dg.asset(group_name="structure", owners=OWNERS, compute_kind="scikit-learn")
@@ -48,17 +39,17 @@ def item_topics(variable_settings: CausalVariablesResource, item_embeddings: pl.
     )
 
 
+def _out(description: str) -> dg.AssetOut:
+    return dg.AssetOut(description=description, group_name="structure", owners=OWNERS)
+
+
 @dg.multi_asset(
     outs={
-        "causal_variables": dg.AssetOut(
-            description="One discrete row per training pair, for structure learning and the network.",
-            group_name="structure",
-            owners=OWNERS,
-        ),
-        "pair_features": dg.AssetOut(
-            description="Every logged pair (training and test) as row-level features, for the estimators.",
-            group_name="structure",
-            owners=OWNERS,
+        "causal_variables": _out("One discrete row per training pair, for structure learning and the network."),
+        "pair_features": _out("Every logged pair (training and test) as row-level features, for the estimators."),
+        "variable_encoding": _out(
+            "The fitted encodings (discrete variables and row-level features of any pair), made once here and read "
+            "by ranking; a pickle, the one asset that is not a table or a document."
         ),
     },
     name="variables",
@@ -76,13 +67,20 @@ def variables(
     affinity; exposure, binarised outcome); and ``pair_features``, every logged pair with the
     data as it is (numbers as numbers, categorical codes, the item text's components, the
     user's cross-fitted taste and history; see ``causalrec_assets.features``), with exposure and
-    the outcome as logged."""
-    logged = with_default_split(interactions)
-    train = train_rows(logged)
-    encoder = VariableEncoder(n_bins=variable_settings.n_bins, max_levels=variable_settings.max_levels).fit(
-        users, items, train, item_topics, item_embeddings=item_embeddings
+    the outcome as logged. Both encodings are fitted once, here, and kept as
+    ``variable_encoding``."""
+    encoded = encode_log(
+        users,
+        items,
+        interactions,
+        item_topics,
+        item_embeddings,
+        n_bins=variable_settings.n_bins,
+        max_levels=variable_settings.max_levels,
+        text_components=variable_settings.text_components,
     )
-    table = encoder.transform(train)
+    encoding, table, features = encoded.encoding, encoded.variables, encoded.features
+    encoder, featurizer = encoding.encoder, encoding.featurizer
     meta = {
         "dagster/row_count": table.height,
         "variables": ", ".join(table.columns),
@@ -92,10 +90,6 @@ def variables(
     if AFFINITY in table.columns:
         meta["affinity_levels"] = md.markdown(table.group_by(AFFINITY).len().sort(AFFINITY))
     yield dg.Output(table, "causal_variables", metadata=meta)
-    featurizer = PairFeaturizer(n_components=variable_settings.text_components).fit(
-        users, items, train, item_embeddings, item_topics
-    )
-    features = pl.concat([logged.select("user_id", "item_id", "split"), featurizer.transform(logged)], how="horizontal")
     yield dg.Output(
         features,
         "pair_features",
@@ -106,143 +100,161 @@ def variables(
             "left_out": md.markdown_dict(featurizer.skipped_) if featurizer.skipped_ else "none",
         },
     )
-
-
-def stage_knowledge(variables: pl.DataFrame) -> Knowledge:
-    """What the stage knows about every causal table: attributes and derived variables come
-    before exposure, exposure before outcome, and nothing causes an attribute.
-
-    ``exposure → outcome`` is required (when both vary): it is the effect the pipeline
-    estimates, and leaving it out would set that effect to zero on a failure to reject
-    independence. A small, heterogeneous effect (ATE 0.02 with effects of both signs) can
-    pass a 72-degree-of-freedom stratified test at α = 0.01; the effect stage's estimators and
-    intervals say how large it is, and ``causal_graph``'s ``exposure_to_outcome_test``
-    metadata says whether the data alone ask for the edge."""
-    columns = list(variables.columns)
-    attrs = [c for c in columns if c not in (TREATMENT, OUTCOME)]
-    tiers = [attrs] + [[v] for v in (TREATMENT, OUTCOME) if v in columns]
-    varies = all(v in columns and variables[v].n_unique() > 1 for v in (TREATMENT, OUTCOME))
-    return Knowledge(tiers=tiers, exogenous=attrs, required=[(TREATMENT, OUTCOME)] if varies else [])
+    yield dg.Output(
+        encoding,
+        "variable_encoding",
+        metadata={"variables": len(encoder.variable_names), "features": len(featurizer.feature_names)},
+    )
 
 
 def effect_evidence(variables: pl.DataFrame, adjust: list[str]) -> str:
-    """What the data alone say about the required ``exposure → outcome`` edge: a G-test of
-    exposure ⊥ outcome given the adjustment set, so a reader sees whether the edge was
+    """What the data alone say about the required ``exposure → outcome`` edge: pgmpy's G-test
+    of exposure ⊥ outcome given the adjustment set, so a reader sees whether the edge was
     only asserted (large p) or is plainly in the data (small p)."""
     if not all(v in variables.columns and variables[v].n_unique() > 1 for v in (TREATMENT, OUTCOME)):
         return "not tested: exposure or outcome has a single value"
-    test = CodedCITest(coded_table(variables.select(TREATMENT, OUTCOME, *adjust)))
+    frame = variables.select(TREATMENT, OUTCOME, *adjust).cast(pl.String).fill_null("missing").to_pandas()
+    test = GSq(frame.astype("category"))
     stat, p_value = test.run_test(TREATMENT, OUTCOME, list(adjust))
     return f"G = {stat:.1f}, dof = {test.dof_}, p = {p_value:.3g} (exposure ⊥ outcome | adjustment set)"
 
 
-def stability_settings(plugin) -> dict:
-    config = plugin.config
-    return {k: getattr(config, k, v) for k, v in STABILITY_DEFAULTS.items()}
-
-
 @dg.multi_asset(
     outs={
-        "causal_graph": dg.AssetOut(
-            description="The learned DAG (JSON: nodes, edges, per-edge bootstrap stability, adjustment set).",
-            group_name="structure",
-            owners=OWNERS,
-        ),
-        "bayesian_network": dg.AssetOut(
-            description="The fitted network's CPDs (variable, state, parents, probability).",
-            group_name="structure",
-            owners=OWNERS,
-        ),
+        "causal_graph": _out("The learned DAG (JSON: nodes, edges, per-edge bootstrap stability, adjustment set)."),
+        "bayesian_network": _out("The fitted network's CPDs (variable, state, parents, probability)."),
     },
     compute_kind="pgmpy",
 )
 def structure(context: dg.AssetExecutionContext, config: StructureStageConfig, causal_variables: pl.DataFrame):  # type: ignore[valid-type]
     """Structure learning under tiers (attributes → exposure → outcome, nothing into
     attributes) plus the plugin's own knowledge, with bootstrap edge stability."""
-    plugin = plugin_from_config("structure", config, context.log)
-    names = list(causal_variables.columns)
-    knowledge = stage_knowledge(causal_variables)
-    check = getattr(plugin, "check_knowledge", None)
-    merged = check(names, knowledge) if callable(check) else combine(knowledge, Knowledge(), names)  # fails first
-    pctx = plugin_context(context)
-    start = time.perf_counter()
-    edges = [tuple(e) for e in plugin.learn(causal_variables, knowledge, pctx)]  # type: ignore[attr-defined]
-    learn_seconds = time.perf_counter() - start
-    settings = stability_settings(plugin)
-    start = time.perf_counter()
-    stability = edge_stability(
-        plugin,
-        causal_variables,
-        knowledge,
-        pctx,
-        settings["bootstrap"],
-        seed=pctx.seed,
-        n_jobs=settings["n_jobs"],
-        scheme=settings["resampling"],
-        fraction=settings["subsample_fraction"],
-    )
-    bootstrap_seconds = time.perf_counter() - start
-    shares = [round(stability.of(e), 4) for e in edges] if stability.resamples else []
-    unstable = [list(e) for e, s in zip(edges, shares, strict=False) if s < settings["unstable_below"]]
-    network = fit_network(causal_variables, edges)
-    adjust = adjustment_set(edges)
-    graph = {
-        "nodes": names,
-        "edges": [list(e) for e in edges],
-        "stability": shares,
-        "unstable_edges": unstable,
-        "adjustment_set": adjust,
-        "bootstrap": {
-            "resamples": stability.resamples,
-            "failed": stability.failed,
-            "seed": pctx.seed,
-            "resampling": settings["resampling"],
-        },
-    }
-    edge_table = pl.DataFrame(
-        {
-            "cause": [a for a, _ in edges],
-            "effect": [b for _, b in edges],
-            "stability": shares or [None] * len(edges),
-            "unstable": [list(e) in unstable for e in edges],
-        },
-        schema={"cause": pl.String, "effect": pl.String, "stability": pl.Float64, "unstable": pl.Boolean},
-    )
-    report = getattr(plugin, "report_", {}) or {}
-    absent = sorted((e, s) for e, s in stability.fractions.items() if s >= 0.5 and e not in set(edges))
+    plugin = plugin_from_config(StructurePlugin, config, context.log)
+    learned = learn_graph(plugin, causal_variables, plugin_context(context))
+    network = fit_network(causal_variables, learned.edges)
+    graph = learned.document()
     yield dg.Output(
         graph,
         "causal_graph",
-        metadata={
-            "plugin": config.plugin,  # type: ignore[attr-defined]
-            "edges": len(edges),
-            "exposure_to_outcome": (TREATMENT, OUTCOME) in set(edges),
-            "causal_paths": ", ".join(f"{a} → {b}" for a, b in sorted(causal_paths(edges, TREATMENT, OUTCOME)))
-            or "none",
-            "adjustment_set": ", ".join(adjust) or "empty",
-            "exposure_to_outcome_test": effect_evidence(causal_variables, adjust),
-            "learn_seconds": round(learn_seconds, 3),
-            "bootstrap_resamples": stability.resamples,
-            "resampling": settings["resampling"],
-            "bootstrap_failed": stability.failed,
-            "bootstrap_seconds": round(bootstrap_seconds, 3),
-            "unstable_edges": ", ".join(f"{a} → {b}" for a, b in unstable) or "none",
-            "frequent_but_absent": ", ".join(f"{a} → {b} ({s:.2f})" for (a, b), s in absent) or "none",
-            "variables_report": md.markdown_dict(report) if report else "nothing to report",
-            "knowledge": md.markdown_dict(
-                {
-                    "tiers": " → ".join("{" + ", ".join(t) + "}" for t in merged.tiers if t),
-                    "config tiers": " → ".join("{" + ", ".join(t) + "}" for t in getattr(plugin.config, "tiers", []))
-                    or "none",
-                    "required": ", ".join(f"{a} → {b}" for a, b in merged.required) or "none",
-                    "forbidden pairs": len(merged.forbidden),
-                }
-            ),
-            "graph": graph_picture(graph),
-            "edge_list": md.markdown(edge_table, rows=60),
-        },
+        metadata={"plugin": config.plugin, **graph_metadata(learned, causal_variables, graph)},  # type: ignore[attr-defined]
     )
     cpds = cpds_to_frame(network)
     yield dg.Output(
         cpds, "bayesian_network", metadata={"dagster/row_count": cpds.height, "variables": len(graph["nodes"])}
     )
+
+
+@dataclass
+class LearnedGraph:
+    """A learned DAG with what the stage knows about it: the knowledge it obeyed, each edge's
+    bootstrap stability, and how long learning and the bootstrap took."""
+
+    names: list[str]
+    edges: list[Edge]
+    knowledge: Knowledge
+    stability: Stability
+    settings: StabilityConfig
+    seed: int
+    learn_seconds: float
+    bootstrap_seconds: float
+    report: dict
+
+    @property
+    def shares(self) -> list[float]:
+        return [round(self.stability.of(e), 4) for e in self.edges] if self.stability.resamples else []
+
+    @property
+    def unstable(self) -> list[Edge]:
+        return [e for e, s in zip(self.edges, self.shares, strict=False) if s < self.settings.unstable_below]
+
+    def document(self) -> dict:
+        """The ``causal_graph`` JSON (README, "The two commands"): nodes, edges, stability, adjustment set."""
+        return {
+            "nodes": self.names,
+            "edges": [list(e) for e in self.edges],
+            "stability": self.shares,
+            "unstable_edges": [list(e) for e in self.unstable],
+            "adjustment_set": adjustment_set(self.edges),
+            "bootstrap": {
+                "resamples": self.stability.resamples,
+                "failed": self.stability.failed,
+                "seed": self.seed,
+                "resampling": self.settings.resampling,
+            },
+        }
+
+
+def learn_graph(plugin: StructurePlugin, variables: pl.DataFrame, context: PluginContext) -> LearnedGraph:
+    """The plugin's DAG under the stage's knowledge (checked before any work), then the
+    bootstrap: the plugin re-learns on resampled logs."""
+    names = list(variables.columns)
+    knowledge = stage_knowledge(variables)
+    merged = plugin.check_knowledge(names, knowledge)  # a bad configuration fails first
+    start = time.perf_counter()
+    edges = [(str(a), str(b)) for a, b in plugin.learn(variables, knowledge, context)]
+    learn_seconds = time.perf_counter() - start
+    settings = stability_config(plugin.config)
+    start = time.perf_counter()
+    stability = edge_stability(
+        plugin,
+        variables,
+        knowledge,
+        context,
+        settings.bootstrap,
+        seed=context.seed,
+        n_jobs=settings.n_jobs,
+        scheme=settings.resampling,
+        fraction=settings.subsample_fraction,
+    )
+    return LearnedGraph(
+        names=names,
+        edges=edges,
+        knowledge=merged,
+        stability=stability,
+        settings=settings,
+        seed=context.seed,
+        learn_seconds=learn_seconds,
+        bootstrap_seconds=time.perf_counter() - start,
+        report=dict(plugin.report()),
+    )
+
+
+def graph_metadata(learned: LearnedGraph, variables: pl.DataFrame, graph: dict) -> dict:
+    """What a person reads first on ``causal_graph``: the paths, the adjustment set, what was
+    unstable or frequent but absent, the knowledge obeyed, and the picture."""
+    edges, unstable, adjust = learned.edges, learned.unstable, graph["adjustment_set"]
+    edge_table = pl.DataFrame(
+        {
+            "cause": [a for a, _ in edges],
+            "effect": [b for _, b in edges],
+            "stability": learned.shares or [None] * len(edges),
+            "unstable": [e in unstable for e in edges],
+        },
+        schema={"cause": pl.String, "effect": pl.String, "stability": pl.Float64, "unstable": pl.Boolean},
+    )
+    absent = sorted((e, s) for e, s in learned.stability.fractions.items() if s >= 0.5 and e not in set(edges))
+    knowledge = learned.knowledge
+    return {
+        "edges": len(edges),
+        "exposure_to_outcome": (TREATMENT, OUTCOME) in set(edges),
+        "causal_paths": ", ".join(f"{a} → {b}" for a, b in sorted(causal_paths(edges, TREATMENT, OUTCOME))) or "none",
+        "adjustment_set": ", ".join(adjust) or "empty",
+        "exposure_to_outcome_test": effect_evidence(variables, adjust),
+        "learn_seconds": round(learned.learn_seconds, 3),
+        "bootstrap_resamples": learned.stability.resamples,
+        "resampling": learned.settings.resampling,
+        "bootstrap_failed": learned.stability.failed,
+        "bootstrap_seconds": round(learned.bootstrap_seconds, 3),
+        "unstable_edges": ", ".join(f"{a} → {b}" for a, b in unstable) or "none",
+        "frequent_but_absent": ", ".join(f"{a} → {b} ({s:.2f})" for (a, b), s in absent) or "none",
+        "variables_report": md.markdown_dict(learned.report) if learned.report else "nothing to report",
+        "knowledge": md.markdown_dict(
+            {
+                "tiers": " → ".join("{" + ", ".join(t) + "}" for t in knowledge.tiers if t),
+                "required": ", ".join(f"{a} → {b}" for a, b in knowledge.required) or "none",
+                "forbidden pairs": len(knowledge.forbidden),
+            }
+        ),
+        "graph": graph_picture(graph),
+        "edge_list": md.markdown(edge_table, rows=60),
+    }

@@ -3,44 +3,38 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import polars as pl
 
 from causalrec_assets.plugin_api import Plugin, PluginContext
+from causalrec_assets.stages.structure.knowledge import Edge, Knowledge, combine, config_knowledge
 
-
-@dataclass
-class Knowledge:
-    """Expert knowledge for structure learning: tiers (earlier tiers cannot be caused by later
-    ones), variables nothing may point into, and required / forbidden edges."""
-
-    tiers: list[list[str]] = field(default_factory=list)
-    exogenous: list[str] = field(default_factory=list)
-    required: list[tuple[str, str]] = field(default_factory=list)
-    forbidden: list[tuple[str, str]] = field(default_factory=list)
-
-    def forbidden_edges(self, nodes: Sequence[str]) -> set[tuple[str, str]]:
-        """Every edge ruled out by the tiers, the exogenous set and the explicit list."""
-        rank = {v: i for i, tier in enumerate(self.tiers) for v in tier}
-        out = set(map(tuple, self.forbidden))
-        for a in nodes:
-            for b in nodes:
-                if a == b:
-                    continue
-                if b in self.exogenous:
-                    out.add((a, b))
-                if a in rank and b in rank and rank[a] > rank[b]:
-                    out.add((a, b))
-        return out
+__all__ = ["Edge", "Knowledge", "StructurePlugin"]
 
 
 class StructurePlugin(Plugin):
-    """Learns a DAG over the columns of a table of discrete variables."""
+    """Learns a DAG over the columns of a table of discrete variables.
+
+    Required: ``learn``. Optional (declared since plugin API 1.2; called since 1.0):
+    ``check_knowledge``, run before any work so a bad configuration fails first (the default
+    combines the stage's knowledge with the config's when the config extends
+    ``KnowledgeConfig``), and ``report``, facts about the last ``learn`` for the
+    materialization (the default has none). The stage's bootstrap edge stability follows the
+    config's ``StabilityConfig`` fields when the config extends it (else its defaults)."""
 
     stage = "structure"
 
     @abstractmethod
-    def learn(self, data: pl.DataFrame, knowledge: Knowledge, context: PluginContext) -> list[tuple[str, str]]:
+    def learn(self, data: pl.DataFrame, knowledge: Knowledge, context: PluginContext) -> list[Edge]:
         """Return the learned DAG's edges as (cause, effect) pairs."""
+
+    def check_knowledge(self, names: Sequence[str], knowledge: Knowledge) -> Knowledge:
+        """The knowledge ``learn`` will obey, checked against ``names``; raises
+        ``KnowledgeError`` naming the defect (unknown variable, cycle, required edge ruled out)."""
+        return combine(knowledge, config_knowledge(self.config), list(names))
+
+    def report(self) -> Mapping[str, Any]:
+        """What happened to the data in the last ``learn`` (levels lumped, columns dropped)."""
+        return {}

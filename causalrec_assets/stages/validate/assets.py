@@ -11,14 +11,14 @@ import polars as pl
 from causalrec_assets import metadata as md
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_assets.stages.validate.protocol import ValidationOutcome
+from causalrec_assets.stages.validate.protocol import ValidatePlugin, ValidationOutcome
 
 ValidateStageConfig = stage_config_class("validate")
 
 
 def run_validation(context, config, table: str, tables: dict[str, pl.DataFrame]) -> ValidationOutcome:
-    plugin = plugin_from_config("validate", config, context.log)
-    outcome = plugin.validate(table, tables[table], tables, plugin_context(context))  # type: ignore[attr-defined]
+    plugin = plugin_from_config(ValidatePlugin, config, context.log)
+    outcome = plugin.validate(table, tables[table], tables, plugin_context(context))
     if not outcome.success:
         context.log.error(f"validation failed: {outcome.describe()}")
     return outcome

@@ -1,0 +1,23 @@
+"""Every resource the causalrec assets and jobs ask for, with their defaults: what the code
+location registers, and what a test or a user's own ``dg.materialize`` can pass as is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from causalrec_resources.onnx_runtime import OnnxRuntimeResource
+from causalrec_resources.settings import current_settings
+from causalrec_resources.storage import CausalrecIOManager, stored_asset_loader
+from causalrec_resources.variables import CausalVariablesResource
+
+
+def default_resources(base_dir: str = "", **overrides: Any) -> dict[str, Any]:
+    """The resources by key; ``base_dir`` is the storage folder ('' : the settings' storage)."""
+    return {
+        "io_manager": CausalrecIOManager(base_dir=base_dir),
+        "variable_settings": CausalVariablesResource(),
+        "onnx_runtime": OnnxRuntimeResource(),
+        "stored_asset_loader": stored_asset_loader,
+        "settings": current_settings(),
+        **overrides,
+    }

@@ -1,0 +1,92 @@
+"""causalrec's settings: the one place that reads the environment.
+
+Every ``CAUSALREC_*`` variable is read, checked and given its default here, once; the rest of
+the code asks ``current_settings()`` (at definitions-load time: the executor, partitions,
+the refutation mode) or the ``settings`` resource (in a step). A bad value fails when the
+definitions load, naming the variable, before any run starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+EXECUTORS = ("multiprocess", "in_process", "dask")
+PARTITION_MODES = ("", "none", "daily")
+REFUTATION_MODES = ("warn", "block")
+
+
+class CausalrecSettings(dg.ConfigurableResource):
+    """Where data comes from and goes to, and how runs execute (see README, "Settings")."""
+
+    data: str = Field(default="", description="CAUSALREC_DATA: a dataset directory or built-in name ('': simulator).")
+    storage: str = Field(default="", description="CAUSALREC_STORAGE: where outputs live ('': under DAGSTER_HOME).")
+    cache: str = Field(default="", description="CAUSALREC_CACHE: model and embedding caches ('': ~/.cache/causalrec).")
+    dagster_home: str = Field(default="", description="DAGSTER_HOME, for the default storage folder.")
+    executor: str = Field(default="multiprocess", description="CAUSALREC_EXECUTOR: " + ", ".join(EXECUTORS) + ".")
+    dask_scheduler: str = Field(default="", description="CAUSALREC_DASK_SCHEDULER: an existing Dask scheduler.")
+    dask_workers: int = Field(default=2, ge=1, description="CAUSALREC_DASK_WORKERS: workers of a local Dask cluster.")
+    partitions: str = Field(default="", description="CAUSALREC_PARTITIONS: '' or 'daily' (interactions by day).")
+    refutation: str = Field(default="warn", description="CAUSALREC_REFUTATION: 'warn' or 'block'.")
+    embed_shards: int = Field(default=8, ge=1, description="CAUSALREC_EMBED_SHARDS: shards of the embed job.")
+    refresh_cron: str = Field(default="0 3 * * *", description="CAUSALREC_REFRESH_CRON: the refresh schedule.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CausalrecSettings:
+        """The settings the environment gives, each value checked with the variable named."""
+        env = os.environ if env is None else env
+
+        def text(name: str, default: str = "", lower: bool = False) -> str:
+            value = env.get(name, "").strip()
+            value = value.lower() if lower else value
+            return value or default
+
+        def number(name: str, default: int) -> int:
+            raw = text(name)
+            try:
+                value = int(raw) if raw else default
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a whole number") from None
+            if value < 1:
+                raise ValueError(f"{name}={raw!r} must be at least 1")
+            return value
+
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            value = text(name, default, lower=True)
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {', '.join(repr(a) for a in allowed)}")
+            return value
+
+        return cls(
+            data=text("CAUSALREC_DATA"),
+            storage=text("CAUSALREC_STORAGE"),
+            cache=text("CAUSALREC_CACHE"),
+            dagster_home=text("DAGSTER_HOME"),
+            executor=choice("CAUSALREC_EXECUTOR", "multiprocess", EXECUTORS),
+            dask_scheduler=text("CAUSALREC_DASK_SCHEDULER"),
+            dask_workers=number("CAUSALREC_DASK_WORKERS", 2),
+            partitions=choice("CAUSALREC_PARTITIONS", "", PARTITION_MODES),
+            refutation=choice("CAUSALREC_REFUTATION", "warn", REFUTATION_MODES),
+            embed_shards=number("CAUSALREC_EMBED_SHARDS", 8),
+            refresh_cron=text("CAUSALREC_REFRESH_CRON", "0 3 * * *"),
+        )
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cache or Path.home() / ".cache" / "causalrec").expanduser()
+
+    @property
+    def storage_dir(self) -> Path:
+        """The storage folder (a local path; an object-store URL is handled by the IO manager)."""
+        if self.storage:
+            return Path(self.storage).expanduser()
+        return Path(self.dagster_home or Path.home() / ".dagster").expanduser() / "causalrec_storage"
+
+
+def current_settings() -> CausalrecSettings:
+    """The settings of this process's environment, read now."""
+    return CausalrecSettings.from_env()
