@@ -8,7 +8,7 @@ defaults and descriptions; a run with no config uses the defaults.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import dagster as dg
 from pydantic import Field, create_model
@@ -30,13 +30,21 @@ DEFAULT_PLUGINS: dict[str, str] = {
 
 
 def stage_config_class(stage: str) -> type[dg.Config]:
-    """A Config class for ``stage`` with a section per installed, working plugin."""
-    plugins = get_registry().available(stage)
-    default = DEFAULT_PLUGINS.get(stage, next(iter(plugins), ""))
+    """A Config class for ``stage`` with a section per installed, working plugin.
+
+    ``plugin`` is an enum of the installed names (broken ones included, so a run naming one
+    fails in its step with the reason), so the launchpad and ``--config-json`` refuse a
+    misspelt plugin before any step starts."""
+    registry = get_registry()
+    plugins = registry.available(stage)
+    names = sorted({*plugins, *(info.name for info in registry.broken() if info.stage == stage)} - RESERVED_NAMES)
+    default = DEFAULT_PLUGINS.get(stage, "")
+    default = default if default in plugins else next(iter(sorted(plugins)), "")
     choices = ", ".join(sorted(plugins))
+    kind: Any = Literal[tuple(names)] if names else str  # type: ignore[valid-type]
     fields: dict[str, Any] = {
         "plugin": (
-            str,
+            kind,
             Field(default=default, description=f"The {stage} plugin to run (installed: {choices})."),
         )
     }

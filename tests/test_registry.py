@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from pydantic import ValidationError
 
 from causalrec_assets import registry as registry_module
 from causalrec_assets.plugin_api import PLUGIN_API_VERSION
@@ -290,8 +291,8 @@ def test_plugin_from_config_picks_the_named_plugin_with_its_parameters() -> None
     assert isinstance(chosen, PopularityRanking)
     assert chosen.config.k == 3
 
-    with pytest.raises(PluginError, match="no ranking plugin named 'nope'"):
-        plugin_from_config("ranking", config_cls(plugin="nope"))
+    with pytest.raises(ValidationError, match="Input should be 'causal', 'popularity'"):
+        config_cls(plugin="nope")  # refused with the config, before any work
 
 
 def test_stage_config_through_a_dagster_run_config() -> None:
@@ -358,3 +359,13 @@ def test_plugin_named_plugin_does_not_take_the_stage_down(monkeypatch: pytest.Mo
     monkeypatch.setattr(registry_module, "_REGISTRY", PluginRegistry(infos))
     config_cls = stage_config_class("ranking")
     assert isinstance(plugin_from_config("ranking", config_cls()), CausalRanking)
+
+
+def test_a_misspelt_plugin_fails_config_validation_before_any_step() -> None:
+    from causalrec_assets import defs
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    with pytest.raises(dg.DagsterInvalidConfigError, match="nosuch"):
+        job.execute_in_process(
+            run_config={"ops": {"ranking": {"config": {"plugin": "nosuch"}}}}, instance=dg.DagsterInstance.ephemeral()
+        )

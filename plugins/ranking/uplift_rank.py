@@ -27,8 +27,8 @@ from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin, TopKConfig
 from causalrec_assets.variables import OUTCOME, TREATMENT
-from causalrec_plugins.effects.estimators import EffectData, fitting, with_cell
-from causalrec_plugins.effects.nuisance import NUISANCE_HELP, NuisanceKind, effect_model, nuisance_models
+from causalrec_plugins.effects.estimators import EffectData, EstimatorConfig, fitting, with_cell
+from causalrec_plugins.effects.nuisance import effect_model, nuisance_models
 
 UpliftModel = Literal["dr_learner", "bn_do_query"]
 UPLIFT_MODEL_HELP = (
@@ -39,12 +39,11 @@ UPLIFT_MODEL_HELP = (
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
 
 
-class UpliftConfig(TopKConfig):
+class UpliftConfig(TopKConfig, EstimatorConfig):
+    """``k``, the cross-fitting settings the effects stage's estimators share (nuisance models,
+    folds, propensity clip, seed), and the uplift model."""
+
     uplift_model: UpliftModel = Field(default="dr_learner", description=UPLIFT_MODEL_HELP)
-    nuisance: NuisanceKind = Field(default="boosting", description=NUISANCE_HELP)
-    folds: int = Field(default=3, ge=2, description="Cross-fitting folds of the DR learner's nuisance models.")
-    propensity_clip: float = Field(default=0.01, ge=0.0, lt=0.5, description="Propensities are clipped to [c, 1 - c].")
-    seed: int = Field(default=0, description="Seed of the models.")
 
 
 def effect_modifiers(edges: list[tuple[str, str]], available: list[str]) -> list[str]:

@@ -46,6 +46,7 @@ def item_embeddings(context: dg.AssetExecutionContext, config: EmbedStageConfig,
     return dg.Output(
         frame,
         metadata={
+            "plugin": config.plugin,
             "dagster/row_count": frame.height,
             "dimension": int(frame.schema["embedding"].size) if frame.height else 0,
             "items_without_text": emb.count_missing_text(items),

@@ -46,7 +46,12 @@ def load_dataset(context, config) -> tuple[Dataset, dict]:
     start = time.perf_counter()
     data = plugin.load(plugin_context(context))
     data.users, data.items, data.interactions = harmonise_id_types(data.users, data.items, data.interactions)
-    source = {"plugin": type(plugin).__name__, "dataset": data.name, "seconds": round(time.perf_counter() - start, 3)}
+    source = {
+        "plugin": config.plugin,
+        "plugin_class": type(plugin).__name__,
+        "dataset": data.name,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     return data, source
 
 

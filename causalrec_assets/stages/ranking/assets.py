@@ -57,6 +57,7 @@ def ranking(
         out.recommendations,
         "recommendations",
         metadata={
+            "plugin": config.plugin,
             "dagster/row_count": out.recommendations.height,
             "users": out.recommendations["user_id"].n_unique(),
             "seconds": seconds,
