@@ -3,7 +3,7 @@
 The ``variables`` step fits both on the training log and stores them as the
 ``variable_encoding`` asset: the discrete ``VariableEncoder`` (the network's variables of any
 (user, item) pair) and the row-level ``PairFeaturizer`` (the estimators' features), with the
-users and items they were fitted on. Effects and ranking read that asset instead of refitting,
+users, items and item embeddings they were fitted on. Effects and ranking read that asset instead of refitting,
 so every stage sees the same bins, topics, taste profiles and text components.
 """
 
@@ -26,6 +26,7 @@ class VariableEncoding:
     featurizer: PairFeaturizer
     users: pl.DataFrame
     items: pl.DataFrame
+    item_embeddings: pl.DataFrame
 
 
 def fit_encoding(
@@ -44,7 +45,7 @@ def fit_encoding(
         users, items, train, item_topics, item_embeddings=item_embeddings
     )
     featurizer = PairFeaturizer(n_components=text_components).fit(users, items, train, item_embeddings, item_topics)
-    return VariableEncoding(encoder=encoder, featurizer=featurizer, users=users, items=items)
+    return VariableEncoding(encoder, featurizer, users, items, item_embeddings)
 
 
 @dataclass

@@ -306,7 +306,7 @@ class StageInputs:
         )
         return ranking_inputs(
             self.world.interactions,
-            self.item_embeddings,
+            self.user_embeddings,
             self.encoded.encoding,
             self.variables,
             self.network(),

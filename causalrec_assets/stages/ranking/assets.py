@@ -34,7 +34,7 @@ def ranking(
     context: dg.AssetExecutionContext,
     config: RankingStageConfig,  # type: ignore[valid-type]
     interactions: pl.DataFrame,
-    item_embeddings: pl.DataFrame,
+    user_embeddings: pl.DataFrame,
     variable_encoding: VariableEncoding,
     causal_variables: pl.DataFrame,
     bayesian_network: pl.DataFrame,
@@ -43,7 +43,7 @@ def ranking(
     """Rank every user's unseen items by the ranking plugin's causal score."""
     plugin = plugin_from_config(RankingPlugin, config, context.log)
     inputs = ranking_inputs(
-        interactions, item_embeddings, variable_encoding, causal_variables, bayesian_network, treatment_effects
+        interactions, user_embeddings, variable_encoding, causal_variables, bayesian_network, treatment_effects
     )
     start = time.perf_counter()
     out = plugin.rank(inputs, plugin_context(context))

@@ -6,29 +6,29 @@ from __future__ import annotations
 import polars as pl
 
 from causalrec_assets.bayesnet import frame_to_network, network_edges
-from causalrec_assets.contracts import train_rows, with_default_split
-from causalrec_assets.embeddings import user_profiles
+from causalrec_assets.contracts import with_default_split
 from causalrec_assets.encoding import VariableEncoding
 from causalrec_assets.stages.ranking.protocol import RankingInputs
 
 
 def ranking_inputs(
     interactions: pl.DataFrame,
-    item_embeddings: pl.DataFrame,
+    user_embeddings: pl.DataFrame,
     encoding: VariableEncoding,
     variables: pl.DataFrame,
     network: pl.DataFrame,
     treatment_effects: pl.DataFrame,
 ) -> RankingInputs:
-    """What a ranking plugin receives, from the upstream assets: the users and items are those
-    the encodings were fitted on, the graph is the network's, nothing is refitted."""
+    """What a ranking plugin receives, from the upstream assets: the users, items and item
+    embeddings are those the encodings were fitted on, the graph is the network's; nothing is
+    refitted or recomputed."""
     edges = network_edges(network)
     return RankingInputs(
         users=encoding.users,
         items=encoding.items,
         interactions=with_default_split(interactions),
-        item_embeddings=item_embeddings,
-        user_embeddings=user_profiles(train_rows(interactions), item_embeddings)[0],
+        item_embeddings=encoding.item_embeddings,
+        user_embeddings=user_embeddings,
         variables=variables,
         variable_encoder=encoding.encoder,
         edges=edges,

@@ -48,8 +48,9 @@ def _out(description: str) -> dg.AssetOut:
         "causal_variables": _out("One discrete row per training pair, for structure learning and the network."),
         "pair_features": _out("Every logged pair (training and test) as row-level features, for the estimators."),
         "variable_encoding": _out(
-            "The fitted encodings (discrete variables and row-level features of any pair), made once here and read "
-            "by ranking; a pickle, the one asset that is not a table or a document."
+            "The fitted encodings (discrete variables and row-level features of any pair) with the users, items and "
+            "item embeddings they encode, made once here and read by ranking; a pickle (the one asset that is not a "
+            "table or a document)."
         ),
     },
     name="variables",
