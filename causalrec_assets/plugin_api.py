@@ -1,4 +1,7 @@
-"""The plugin API: one abstract class per stage, what each receives and must return.
+"""The plugin API: what every stage's plugins share (``Plugin``, ``PluginConfig``,
+``PluginContext``, versioning and deprecation). Each stage's own protocol (its base class, what
+it receives and returns, its hooks) is in ``causalrec_assets.stages.<stage>.protocol``; the
+names are also exported here, as before 1.2.
 
 A plugin is a class registered under the entry-point group ``causalrec.<stage>``. It
 declares the plugin API version it was written for (``api_version``) and its typed
