@@ -17,7 +17,6 @@ import polars as pl
 
 from causalrec_resources.settings import current_settings
 
-PARTITIONS_ENV = "CAUSALREC_PARTITIONS"
 UNDATED = "undated"
 
 interaction_days = dg.DynamicPartitionsDefinition(name="interaction_days")

@@ -19,17 +19,15 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
-from causalrec_resources.settings import CausalrecSettings, current_settings
+from causalrec_resources.settings import current_settings
 
 JSON_ASSETS: frozenset[str] = frozenset({"causal_graph", "ground_truth"})
 PICKLED_ASSETS: frozenset[str] = frozenset({"variable_encoding"})
 
 
-def storage_dir(explicit: str = "", settings: CausalrecSettings | None = None) -> Path:
+def storage_dir(explicit: str = "") -> Path:
     """``explicit``, else ``CAUSALREC_STORAGE``, else a folder under the Dagster home."""
-    if explicit:
-        return Path(explicit).expanduser()
-    return (settings or current_settings()).storage_dir
+    return Path(explicit).expanduser() if explicit else current_settings().storage_dir
 
 
 def _atomic_write(path: UPath, write: Any) -> None:

@@ -284,15 +284,17 @@ class StageInputs:
         """Row-level features of pairs, fitted on the training log as the pipeline fits them."""
         return self.encoded.encoding.featurizer
 
+    @cached_property
     def network(self) -> pl.DataFrame:
-        """The network fitted on the true graph, as the ``bayesian_network`` asset stores it."""
+        """The network fitted on the true graph, as the ``bayesian_network`` asset stores it
+        (fitted once: the effects and ranking checks build their inputs many times)."""
         return cpds_to_frame(fit_network(self.variables, self.edges))
 
     def effect_inputs(self) -> EffectInputs:
         """As the effects stage builds them: the discrete table, the network, and the same
         training pairs as row-level features, plus the test slice's pairs."""
         graph = {"edges": [list(e) for e in self.edges]}
-        return effect_inputs(self.variables, graph, self.network(), self.encoded.features)
+        return effect_inputs(self.variables, graph, self.network, self.encoded.features)
 
     def ranking_inputs(self) -> RankingInputs:
         """As the ranking stage builds them, with the naive difference as the effects table."""
@@ -309,7 +311,7 @@ class StageInputs:
             self.user_embeddings,
             self.encoded.encoding,
             self.variables,
-            self.network(),
+            self.network,
             effects,
         )
 
