@@ -27,9 +27,10 @@ $(STAMP): pyproject.toml
 	@! $(PY) -m pip show -q onnxruntime 2>/dev/null || (echo "plain onnxruntime is installed beside onnxruntime-gpu: pip uninstall -y onnxruntime && pip install --force-reinstall onnxruntime-gpu" && exit 1)
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml:
+# The instance (dagster-instance.yaml): one run per storage in the run queue, run monitoring.
+$(DAGSTER_HOME)/dagster.yaml: dagster-instance.yaml
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	cp dagster-instance.yaml $@
 
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster asset materialize -m causalrec_assets --select '*' \

@@ -1,6 +1,10 @@
-"""The canonical data contract (docs/plugins.md, "ingest"): table names, required columns, allowed values."""
+"""The canonical data contract (docs/plugins.md, "ingest"): table names, required columns, allowed values,
+and the ingest rules for legal but unusual data (README, "Data contract")."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -63,3 +67,110 @@ def harmonise_id_types(users: pl.DataFrame, items: pl.DataFrame, interactions: p
             if key in interactions.columns:
                 interactions = interactions.with_columns(pl.col(key).cast(pl.String))
     return users, items, interactions
+
+
+# Timestamps: a datetime (canonical: Datetime("us"), naive UTC), or a number of seconds since 1970;
+# ISO-8601 text is parsed into the datetime at ingest. The validate stage refuses values outside
+# [TIMESTAMP_MIN, TIMESTAMP_MAX): negative epochs, milliseconds taken for seconds, 9e18.
+TIMESTAMP_MIN = datetime(1970, 1, 1)
+TIMESTAMP_MAX = datetime(2200, 1, 1)
+EPOCH_SECONDS_MAX = (TIMESTAMP_MAX - TIMESTAMP_MIN).total_seconds()
+
+SAMPLE = 5  # bad values a message shows
+
+
+class Log(Protocol):
+    def info(self, msg: str, *args: Any) -> Any: ...
+    def warning(self, msg: str, *args: Any) -> Any: ...
+
+
+def check_reserved_columns(users: pl.DataFrame, items: pl.DataFrame) -> None:
+    """Refuse attributes named like a canonical column: they would be dropped, not used."""
+    allowed = {"users": {"user_id"}, "items": {"item_id", "text"}}
+    for table, frame in (("users", users), ("items", items)):
+        clash = sorted(set(frame.columns) & (RESERVED_COLUMNS - allowed[table]))
+        if clash:
+            names = ", ".join(f"{table}.{c}" for c in clash)
+            raise DataContractError(
+                f"{names}: reserved column name(s) of the canonical tables ({', '.join(sorted(RESERVED_COLUMNS))});"
+                f" rename the attribute(s)"
+            )
+
+
+def parse_timestamps(interactions: pl.DataFrame, log: Log) -> pl.DataFrame:
+    """ISO-8601 text timestamps become the canonical datetime; integers too wide for Arrow's
+    pandas bridge (Int128) become floats, so the validate stage can report them as out of range."""
+    if "timestamp" not in interactions.columns:
+        return interactions
+    ts = interactions["timestamp"]
+    if ts.dtype == pl.Int128 or ts.dtype == pl.UInt128:
+        return interactions.with_columns(ts.cast(pl.Float64))
+    if isinstance(ts.dtype, pl.Datetime) and ts.dtype.time_zone is not None:
+        return interactions.with_columns(ts.dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+    if ts.dtype != pl.String:
+        return interactions
+    parsed = ts.str.strip_chars().str.to_datetime(time_unit="us", strict=False, ambiguous="earliest")
+    if isinstance(parsed.dtype, pl.Datetime) and parsed.dtype.time_zone is not None:
+        parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    bad = ts.filter(parsed.is_null() & ts.is_not_null())
+    if bad.len():
+        raise DataContractError(
+            f"interactions.timestamp: {bad.len()} of {ts.len()} row(s) are not ISO-8601 datetimes"
+            f" (text timestamps must all be; numbers are seconds since 1970), e.g. {bad.head(SAMPLE).to_list()!r}"
+        )
+    log.info("interactions.timestamp: %d ISO-8601 text value(s) parsed as datetimes (UTC)", ts.len())
+    return interactions.with_columns(parsed.alias("timestamp"))
+
+
+def cap_texts(items: pl.DataFrame, max_chars: int, log: Log) -> pl.DataFrame:
+    """Cut item texts to ``max_chars`` characters: an encoder reads a few hundred tokens, and one
+    huge cell must not take the embed step's memory with it."""
+    if "text" not in items.columns or items.schema["text"] != pl.String:
+        return items
+    long = items.filter(pl.col("text").str.len_chars() > max_chars)
+    if long.height:
+        longest = int(long["text"].str.len_chars().max())  # type: ignore[arg-type]
+        sample = long["item_id"].head(SAMPLE).to_list() if "item_id" in long.columns else []
+        log.warning(
+            "items.text: %d text(s) longer than %d characters (CAUSALREC_MAX_TEXT_CHARS) cut to it; longest %d,"
+            " e.g. item_id %r",
+            long.height,
+            max_chars,
+            longest,
+            sample,
+        )
+        items = items.with_columns(pl.col("text").str.slice(0, max_chars))
+    return items
+
+
+def one_row_per_pair(interactions: pl.DataFrame, log: Log) -> pl.DataFrame:
+    """Rows repeating a (user_id, item_id) within a split keep only the latest one (by
+    ``timestamp``, else the last in file order), with a warning naming how many and a sample."""
+    keys = [c for c in ("user_id", "item_id", "split") if c in interactions.columns]
+    if not {"user_id", "item_id"} <= set(keys) or interactions.is_empty():
+        return interactions
+    repeated = interactions.select(pl.struct(keys).is_duplicated()).to_series()
+    if not repeated.any():
+        return interactions
+    rows = interactions.with_row_index("_row")
+    dupes = rows.filter(repeated)
+    values = [c for c in ("exposure", "outcome") if c in interactions.columns]
+    pairs = dupes.group_by(keys, maintain_order=True).agg(
+        pl.len().alias("rows"), *(pl.col(c).n_unique().alias(f"_{c}") for c in values), pl.col(values)
+    )
+    contradictory = pairs.filter(pl.any_horizontal(pl.col(f"_{c}") > 1 for c in values)) if values else pairs.head(0)
+    shown = (contradictory if contradictory.height else pairs).head(SAMPLE)
+    sample = [{**{k: r[k] for k in keys}, **{c: r[c] for c in values}} for r in shown.iter_rows(named=True)]
+    order = (["timestamp"] if "timestamp" in interactions.columns else []) + ["_row"]
+    kept = rows.sort(order, nulls_last=False).unique(subset=keys, keep="last").sort("_row").drop("_row")
+    log.warning(
+        "interactions: %d row(s) repeat one of %d (user_id, item_id%s) pair(s), %d with contradictory"
+        " exposure or outcome; kept the latest row of each (by timestamp, else file order), dropped %d; e.g. %r",
+        dupes.height,
+        pairs.height,
+        ", split" if "split" in keys else "",
+        contradictory.height,
+        interactions.height - kept.height,
+        sample,
+    )
+    return kept

@@ -2,20 +2,27 @@
 
 Re-materializing the embed stage looks every text's hash up here and embeds only what is
 missing. Vectors can never cross model keys: each key has its own folder, and the hash
-itself covers the key (``embeddings.text_hash``). Every run appends shard files (written
-atomically, so parallel partitions and crashed runs never leave half a file); lookups stream
-one shard at a time, so memory stays bounded; many small shards are compacted into one.
+itself covers the key (``embeddings.text_hash``). Every run appends shard files, each with a
+sidecar ``<shard>.json`` (its sha256, size, rows and model key) written before the shard is
+renamed into place, so parallel partitions and crashed runs never leave half a file that is
+trusted. A shard is hashed when it is read: one whose bytes or key differ from its sidecar is
+refused with a warning and removed, so its vectors are recomputed. Lookups stream one shard
+at a time, so memory stays bounded; many small shards are compacted into one.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import io
+import json
 import logging
 import os
 import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -32,26 +39,66 @@ def _safe(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", key)[:120]
 
 
+def _problem(meta: object, data: bytes, model_key: str) -> str | None:
+    """What is wrong with a shard's bytes against its sidecar, or None."""
+    if not isinstance(meta, dict):
+        return "no readable sidecar"
+    if meta.get("model_key") != model_key:
+        return f"written for model key {meta.get('model_key')!r}"
+    if len(data) != meta.get("bytes"):
+        return f"{len(data)} bytes, the sidecar says {meta.get('bytes')} (truncated or replaced)"
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        return "sha256 differs from the sidecar's"
+    return None
+
+
 class EmbeddingStore:
     """Vectors of one model key under ``root/embeddings/<model_key>/``."""
 
-    def __init__(self, root: Path, model_key: str) -> None:
+    def __init__(self, root: Path, model_key: str, logger: Any = None) -> None:
         self.model_key = model_key
+        self.log = logger or log  # a Dagster run's logger, so refusals show in the UI
         self.folder = Path(root) / "embeddings" / _safe(model_key)
 
     def shards(self) -> list[Path]:
         return sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []
 
+    def _read(self, shard: Path) -> pl.DataFrame | None:
+        """The shard's rows if its bytes are what its sidecar recorded for this model key; else
+        None, after a warning (and removing it, so the recomputed vectors replace it)."""
+        sidecar = shard.with_suffix(".json")
+        try:
+            meta = json.loads(sidecar.read_text())
+            data = shard.read_bytes()  # read once: hashed, then parsed from memory
+        except FileNotFoundError:
+            if not shard.exists():  # compacted away meanwhile: not damage
+                return None
+            meta, data = None, b""
+        except (OSError, ValueError):
+            meta, data = None, b""
+        problem = _problem(meta, data, self.model_key)
+        if problem is None:
+            try:
+                frame = pl.read_parquet(io.BytesIO(data), columns=["text_hash", "embedding"])
+                if frame.height != meta["rows"]:
+                    problem = f"{frame.height} rows, the sidecar says {meta['rows']}"
+            except Exception as exc:  # noqa: BLE001  (a foreign file that hashes right)
+                problem = f"unreadable: {exc}"
+        if problem is None:
+            return frame
+        self.log.warning("refusing embedding shard %s: %s; its vectors will be recomputed", shard, problem)
+        shard.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+        return None
+
     def lookup(self, hashes: pl.Series) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(positions in hashes, vectors)`` for the hashes the store holds, shard by shard.
-        An unreadable shard is skipped with a warning: the worst case is recomputation."""
+        A shard that fails verification is skipped: the worst case is recomputation."""
         wanted = pl.DataFrame({"text_hash": hashes.cast(pl.String)}).with_row_index("pos")
         found = np.zeros(len(hashes), dtype=bool)
         for shard in self.shards():
-            try:
-                stored = pl.read_parquet(shard, columns=["text_hash", "embedding"])
-            except Exception as exc:  # truncated or foreign file
-                log.warning("ignoring unreadable embedding shard %s: %s", shard, exc)
+            stored = self._read(shard)
+            if stored is None:
                 continue
             hit = wanted.filter(pl.Series(~found)).join(stored, on="text_hash", how="inner")
             if hit.is_empty():
@@ -80,13 +127,20 @@ class EmbeddingStore:
             self.compact()
 
     def _write(self, table: pa.Table) -> None:
-        name = f"{uuid.uuid4().hex}.parquet"
-        tmp = self.folder / f".{name}.tmp"
+        """Shard to a temporary name, then its sidecar into place, then the shard: a shard
+        visible under its name always has its sidecar."""
+        shard = self.folder / f"{uuid.uuid4().hex}.parquet"
+        tmp, side_tmp = self.folder / f".{shard.name}.tmp", self.folder / f".{shard.stem}.json.tmp"
         try:
             pq.write_table(table, tmp)
-            os.replace(tmp, self.folder / name)
+            data = tmp.read_bytes()
+            meta = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": table.num_rows}
+            side_tmp.write_text(json.dumps(meta | {"model_key": self.model_key}))
+            os.replace(side_tmp, shard.with_suffix(".json"))
+            os.replace(tmp, shard)
         finally:
             tmp.unlink(missing_ok=True)
+            side_tmp.unlink(missing_ok=True)
 
     def compact(self) -> None:
         """Merge the shards into ROWS_PER_SHARD-row files, dropping duplicate hashes. One process at
@@ -97,15 +151,13 @@ class EmbeddingStore:
             except OSError:
                 return
             old = self.shards()
-            merged = (
-                pl.concat([pl.read_parquet(s) for s in old], how="vertical").unique("text_hash", keep="first")
-                if old
-                else None
-            )
-            if merged is None:
+            frames = [f for f in map(self._read, old) if f is not None]
+            if not frames:
                 return
+            merged = pl.concat(frames, how="vertical").unique("text_hash", keep="first")
             for start in range(0, merged.height, ROWS_PER_SHARD):
                 self._write(merged.slice(start, ROWS_PER_SHARD).to_arrow())
-            for shard in old:
+            for shard in old:  # the shard first: a shard never stands without its sidecar
                 shard.unlink(missing_ok=True)
+                shard.with_suffix(".json").unlink(missing_ok=True)
             log.info("compacted %d embedding shards of %s", len(old), self.model_key)

@@ -143,6 +143,60 @@ def evaluate(interactions: pl.DataFrame, test_scores: pl.DataFrame, k: int = 5) 
     return pl.DataFrame(rows, schema=METRIC_SCHEMA, orient="row")
 
 
+UPLIFT_METRICS = ("auuc", "qini")
+COUNTS = ("test_rows", "test_rows_without_score")
+REPORT_SCHEMA = {**METRIC_SCHEMA, "random": pl.Float64, "oracle": pl.Float64, "fits_ranking": pl.Boolean}
+TARGET_NOTES = {
+    "uplift": "The training log has outcomes of unexposed pairs, so the ranking orders pairs by uplift (what "
+    "showing the item adds). AUUC and Qini measure that. AUC, NDCG and recall measure whether scores find pairs "
+    "with a positive outcome, which an uplift ranking does not aim at (a pair that engages anyway gains little), "
+    "so they can sit near or below random.",
+    "relevance": "Every logged pair was exposed (rating data), so the ranking orders pairs by debiased relevance: "
+    "AUC, NDCG@5 and recall@5 (and MSE/MAE for rating predictors) measure it.",
+}
+
+
+def ranking_target(interactions: pl.DataFrame) -> str:
+    """What a causal ranking of this log is for (README, "Effects, refutation and ranking"):
+    ``uplift`` where the training rows have both exposure values, else ``relevance``."""
+    train = interactions.filter(pl.col("split") != "test") if "split" in interactions.columns else interactions
+    return "uplift" if train["exposure"].cast(pl.Int64).n_unique() > 1 else "relevance"
+
+
+def fits_ranking(metric: str, target: str) -> bool | None:
+    """Whether ``metric`` measures what a ranking with ``target`` is for (None: a count)."""
+    if metric in COUNTS:
+        return None
+    return (metric in UPLIFT_METRICS) == (target == "uplift")
+
+
+def evaluation_report(
+    interactions: pl.DataFrame, test_scores: pl.DataFrame, metrics: pl.DataFrame, k: int = 5, draws: int = 3
+) -> pl.DataFrame:
+    """``metrics`` beside what random scores (the mean of ``draws`` uniform draws) and an oracle
+    would get (relevance metrics: the outcome itself; uplift metrics: treated responders first and
+    control responders last, the best ordering the slice allows), and whether each fits the ranking."""
+    test = interactions.filter(pl.col("split") == "test")
+    if test.is_empty():
+        return pl.DataFrame(schema=REPORT_SCHEMA)
+    rng = np.random.default_rng(0)
+    pairs, y, t = test.select("user_id", "item_id"), pl.col("outcome").cast(pl.Float64), pl.col("exposure")
+    drawn_scores = [pairs.with_columns(score=pl.Series(rng.random(test.height))) for _ in range(draws)]
+    randoms = [dict(evaluate(interactions, scores, k).rows()) for scores in drawn_scores]
+    relevant = dict(evaluate(interactions, test.select("user_id", "item_id", y.alias("score")), k).rows())
+    uplift_score = pl.when(t == 1).then(y).otherwise(-y).alias("score")
+    uplift = dict(evaluate(interactions, test.select("user_id", "item_id", uplift_score), k).rows())
+    target = ranking_target(interactions)
+    rows = []
+    for metric, value in metrics.iter_rows():
+        drawn = [r[metric] for r in randoms if r.get(metric) is not None and r[metric] == r[metric]]
+        oracle = (uplift if metric in UPLIFT_METRICS else relevant).get(metric)
+        counted = metric in COUNTS
+        random = None if counted or not drawn else float(np.mean(drawn))
+        rows.append((metric, value, random, None if counted else oracle, fits_ranking(metric, target)))
+    return pl.DataFrame(rows, schema=REPORT_SCHEMA, orient="row")
+
+
 def evaluation_plot(interactions: pl.DataFrame, test_scores: pl.DataFrame, metrics: pl.DataFrame) -> bytes | None:
     """A small PNG: the uplift curve against random targeting where both arms were tested,
     else the ranking metrics at each threshold and convention. None without a test slice."""
@@ -156,25 +210,34 @@ def evaluation_plot(interactions: pl.DataFrame, test_scores: pl.DataFrame, metri
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=100)  # 10 pt text is 14 px at the picture's own size
     values = dict(metrics.rows())
     joined = test.join(test_scores.unique(["user_id", "item_id"]), on=["user_id", "item_id"], how="left")
     treated = joined["exposure"].cast(pl.Int8).to_numpy()
     if len(np.unique(treated)) == 2:
         score = joined["score"].cast(pl.Float64).fill_null(strategy="min").to_numpy()
         curve = uplift_curves(score, treated, joined["outcome"].cast(pl.Float64).to_numpy())
-        ax.plot(curve["share"], curve["qini"], label=f"ranker (Qini {values.get('qini', float('nan')):.4f})")
+        y = joined["outcome"].cast(pl.Float64).to_numpy()
+        best = uplift_curves(np.where(treated == 1, y, -y), treated, y)
+        ax.plot(
+            curve["share"],
+            curve["qini"],
+            color="#1f77b4",
+            lw=2,
+            label=f"ranker (Qini {values.get('qini', float('nan')):.4g})",
+        )
+        ax.plot(best["share"], best["qini"], ":", color="black", label="oracle (best ordering of the slice)")
         ax.plot(curve["share"], curve["random"], "--", color="grey", label="random targeting")
         ax.set_xlabel("share of test pairs targeted, best score first")
         ax.set_ylabel("incremental positives")
         ax.set_title("Qini curve on the randomized test slice")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=10)
     else:
         names = [m for m in values if m.startswith(("auc", "ndcg@", "recall@")) and values[m] == values[m]]
         if any("[" in m for m in names):  # per-threshold rows repeat the unsuffixed ones
             names = [m for m in names if "[" in m]
         ax.barh(range(len(names)), [values[m] for m in names], color="#4c72b0")
-        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=10)
         ax.set_xlim(0, 1)
         ax.invert_yaxis()
         ax.set_title("ranking quality on the test slice")

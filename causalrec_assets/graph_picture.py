@@ -1,10 +1,11 @@
 """The causal graph as a picture for the Dagster UI (a PNG inside Markdown metadata).
 
-Nodes sit in layers (longest path from a root, so causes stand left of effects), edges are
-coloured by bootstrap stability (red: rarely found again, orange: half the time, green:
-always) and dashed when
-flagged unstable; the directed paths from exposure to outcome are drawn thick, exposure and
-outcome in red, the adjustment set in orange.
+Nodes sit in layers (longest path from a root, so causes stand left of effects). Each colour
+means one thing: node fills say what a variable is (exposure and outcome purple, the
+adjustment set orange, others grey); edges go from pale to dark blue with their bootstrap
+stability, dashed when flagged unstable, thick on the directed exposure → outcome paths.
+Text is 11 pt at 100 dpi (15 px) on a picture at most 12 inches wide, so it stays at least 12 px
+where the UI shows the picture at its own size.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Sequence
 import dagster as dg
 import networkx as nx
 
-TREATMENT_COLOUR = "#d62728"
-ADJUST_COLOUR = "#ff7f0e"
-OTHER_COLOUR = "#9ecae1"
+TREATMENT_COLOUR = "#cab2d6"  # exposure, outcome
+ADJUST_COLOUR = "#fdbf6f"  # the adjustment set
+OTHER_COLOUR = "#e8e8e8"
+STABILITY_COLOURS = ("#c6dbef", "#08306b")  # rarely found again → always
+FONT_PT, DPI, MAX_WIDTH_IN = 11, 100, 12.0
 
 
 def causal_paths(edges: Sequence[Sequence[str]], treatment: str, outcome: str) -> set[tuple[str, str]]:
@@ -40,6 +43,10 @@ def layers(nodes: Sequence[str], edges: Sequence[Sequence[str]]) -> dict[str, in
     return depth
 
 
+def _label(name: str) -> str:
+    return name.replace("_", "_\n", 1) if len(name) > 12 and "_" in name else name
+
+
 def render_png(graph: dict, treatment: str = "exposure", outcome: str = "outcome") -> bytes:
     """PNG bytes of ``graph`` (``nodes``, ``edges``, optional ``stability`` aligned with the
     edges, ``unstable_edges`` and ``adjustment_set``)."""
@@ -48,6 +55,8 @@ def render_png(graph: dict, treatment: str = "exposure", outcome: str = "outcome
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     nodes = list(graph["nodes"])
     edges = [tuple(e) for e in graph["edges"]]
@@ -62,40 +71,53 @@ def render_png(graph: dict, treatment: str = "exposure", outcome: str = "outcome
     nx.set_node_attributes(g, depth, "layer")
     pos = nx.multipartite_layout(g, subset_key="layer", align="vertical")
     crowd = max((list(depth.values()).count(k) for k in set(depth.values())), default=1)
-    size = 2000 if crowd <= 8 else 1100
-    fig, ax = plt.subplots(
-        figsize=(min(3 + 2.2 * (max(depth.values(), default=0) + 1), 24), min(max(2 + 0.75 * crowd, 4), 18)), dpi=90
-    )
-    node_colours = [
-        TREATMENT_COLOUR if n in (treatment, outcome) else ADJUST_COLOUR if n in adjust else OTHER_COLOUR
-        for n in g.nodes
-    ]
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=node_colours, node_size=size, alpha=0.95)
-    nx.draw_networkx_labels(g, pos, ax=ax, font_size=6)
-    cmap = colors.LinearSegmentedColormap.from_list("stability", ["#c0392b", "#f39c12", "#1e8449"])
+    width = min(2.0 + 2.4 * (max(depth.values(), default=0) + 1), MAX_WIDTH_IN)
+    fig, ax = plt.subplots(figsize=(width, min(max(1.5 + 0.85 * crowd, 4.0), 11.0)), dpi=DPI)
+    labels = {n: _label(n) for n in g.nodes}
+    # the edges stop at a circle as wide as the label's box (node_size is that diameter squared, pt²)
+    box = {n: (0.62 * FONT_PT * max(len(x) for x in labels[n].split("\n")) + 10) ** 2 for n in g.nodes}
+    sizes = [box[n] for n in g.nodes]
+    fill = {
+        n: TREATMENT_COLOUR if n in (treatment, outcome) else ADJUST_COLOUR if n in adjust else OTHER_COLOUR for n in g
+    }
+    cmap = colors.LinearSegmentedColormap.from_list("stability", list(STABILITY_COLOURS))
     norm = colors.Normalize(vmin=0.0, vmax=1.0)
     share = dict(zip(edges, stability, strict=False)) if len(stability) == len(edges) else {}
     for edge in edges:
-        colour = cmap(norm(share[edge])) if edge in share else (0.33, 0.33, 0.33, 1.0)
+        colour = cmap(norm(share[edge])) if edge in share else (0.3, 0.3, 0.3, 1.0)
         nx.draw_networkx_edges(
             g,
             pos,
             edgelist=[edge],
             ax=ax,
             edge_color=[colour],
-            width=4.0 if edge in path else 1.6,
+            width=4.0 if edge in path else 1.8,
             style="dashed" if edge in unstable else "solid",
-            arrowsize=16 if edge in path else 12,
-            node_size=size,
+            arrowsize=20 if edge in path else 14,
+            nodelist=list(g.nodes),
+            node_size=sizes,
         )
+    for n in g.nodes:
+        x, y = pos[n]
+        ax.text(x, y, labels[n], ha="center", va="center", fontsize=FONT_PT, zorder=3,
+                bbox={"boxstyle": "round,pad=0.35", "fc": fill[n], "ec": "#555555", "lw": 1.0})  # fmt: skip
     if share:
         bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.03, pad=0.01)
-        bar.set_label("edge stability (share of bootstrap resamples)")
-    ax.set_title(
-        f"causal graph: {len(edges)} edges; thick: {treatment} → {outcome} paths; red nodes: {treatment}, {outcome}; "
-        "orange: adjustment set; dashed: unstable",
-        fontsize=9,
+        bar.set_label("edge stability (share of bootstrap resamples)", fontsize=FONT_PT)
+        bar.ax.tick_params(labelsize=FONT_PT - 1)
+    legend = [
+        Patch(fc=TREATMENT_COLOUR, ec="#555555", label=f"{treatment}, {outcome}"),
+        Patch(fc=ADJUST_COLOUR, ec="#555555", label="adjustment set"),
+        Line2D([], [], color=STABILITY_COLOURS[1], lw=4.0, label=f"{treatment} → {outcome} path"),
+        Line2D([], [], color=STABILITY_COLOURS[1], lw=1.8, ls="--", label="unstable edge"),
+    ]
+    ax.legend(
+        handles=legend, fontsize=FONT_PT - 1, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False
     )
+    ax.set_title(f"causal graph: {len(nodes)} variables, {len(edges)} edges", fontsize=FONT_PT + 1)
+    for axis, values in ((ax.set_xlim, [x for x, _ in pos.values()]), (ax.set_ylim, [y for _, y in pos.values()])):
+        pad = 0.12 * (max(values, default=0) - min(values, default=0)) + 0.1  # room for the label boxes
+        axis(min(values, default=0) - pad, max(values, default=0) + pad)
     ax.axis("off")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")

@@ -8,10 +8,12 @@ defaults and descriptions; a run with no config uses the defaults.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, overload
 
 import dagster as dg
-from pydantic import Field, create_model
+from pydantic import Field, ValidationError, create_model
 
 from causalrec_assets.plugin_api import Plugin, PluginContext
 from causalrec_assets.registry import RESERVED_NAMES, get_registry, warn_broken
@@ -91,3 +93,32 @@ def plugin_context(context: Any, seed: int = 0) -> PluginContext:
         name: getattr(context.resources, name) for name in SHARED_RESOURCES if hasattr(context.resources, name)
     }
     return PluginContext(log=context.log, seed=seed, cache_dir=current_settings().cache_dir, resources=resources)
+
+
+class RunConfigError(ValueError):
+    """A run config value outside its bounds; the message names every offending field."""
+
+
+def check_run_config(job_def: Any, run_config: Mapping[str, Any]) -> None:
+    """Validate every step's pythonic config of this run now, with its bounds (``k >= 1``, sizes,
+    fractions), so a bad value in a late stage fails the first step instead of the ranking one
+    after every output was rewritten. Dagster's own schema checks types, not pydantic bounds."""
+    ops = run_config.get("ops") or {}
+    problems = []
+    for node in job_def.graph.nodes:
+        section = (ops.get(node.name) or {}).get("config")
+        fn = getattr(getattr(node.definition, "compute_fn", None), "decorated_fn", None)
+        if not section or fn is None:
+            continue
+        cls = inspect.signature(fn).parameters.get("config")
+        cls = cls.annotation if cls is not None else None
+        if not (isinstance(cls, type) and issubclass(cls, dg.Config)):
+            continue
+        try:
+            cls(**section)
+        except ValidationError as err:
+            for e in err.errors():
+                where = ".".join(str(p) for p in e["loc"])
+                problems.append(f"ops.{node.name}.config.{where}: {e['msg']} (got {e.get('input')!r})")
+    if problems:
+        raise RunConfigError("run config refused before any step: " + "; ".join(problems))

@@ -1,7 +1,10 @@
 """Where the steps of a run execute, chosen by configuration, not by code changes.
 
-``CAUSALREC_EXECUTOR`` picks the engine: ``multiprocess`` (Dagster's default: one process
-per step on this machine), ``in_process``, or ``dask`` (Dagster's ``dask_executor``: a local
+``CAUSALREC_EXECUTOR`` picks the engine: ``auto`` (the default: ``in_process`` for a dataset
+small enough that starting a process per step, ~7 s of imports each, costs more than the
+steps themselves — the simulator, or a directory under ``SMALL_DATASET_BYTES`` — and
+``multiprocess`` otherwise), ``multiprocess`` (Dagster's default: one process per step on
+this machine), ``in_process``, or ``dask`` (Dagster's ``dask_executor``: a local
 Dask cluster by default, or an existing scheduler at ``CAUSALREC_DASK_SCHEDULER``, e.g.
 ``tcp://scheduler:8786``). On Kubernetes, use ``dagster-k8s``'s ``k8s_job_executor`` (one pod
 per step); see README. Distributed engines re-import the code location, so they need the
@@ -11,18 +14,49 @@ worker) and a persistent Dagster instance (``DAGSTER_HOME``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from causalrec_resources.settings import current_settings
+from causalrec_resources.settings import CausalrecSettings, current_settings
+
+SMALL_DATASET_BYTES = 64 * 2**20
+
+
+def dataset_bytes(data: str) -> int | None:
+    """The size of a dataset directory's files (None: a built-in name, no directory)."""
+    folder = Path(data).expanduser() if data else None
+    if folder is None or not folder.is_dir():
+        return None
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def auto_executor_name(settings: CausalrecSettings) -> str:
+    """``in_process`` for the simulator's default world and small directories, else ``multiprocess``."""
+    size = dataset_bytes(settings.data)
+    return "in_process" if (size is None or size < SMALL_DATASET_BYTES) else "multiprocess"
+
+
+def in_process_by_default() -> dg.ExecutorDefinition:
+    """Dagster's ``multi_or_in_process_executor`` with ``in_process`` as its default: run config
+    that names either engine (``execution: {config: {multiprocess: {}}}``) keeps working."""
+    default = dg.multi_or_in_process_executor
+    return dg.ExecutorDefinition(
+        name="multi_or_in_process_executor",
+        config_schema=dg.Field(default.config_schema.config_type, default_value={"in_process": {}}),
+        executor_creation_fn=default.executor_creation_fn,
+        requirements=lambda config: default.get_requirements(config),
+        description="One process (the default here: the dataset is small) or one per step.",
+    )
 
 
 def executor_from_env() -> dg.ExecutorDefinition:
     settings = current_settings()
-    name = settings.executor
+    name = auto_executor_name(settings) if settings.executor == "auto" else settings.executor
     if name == "multiprocess":  # Dagster's default; run config may still pick in_process
         return dg.multi_or_in_process_executor
     if name == "in_process":
-        return dg.in_process_executor
+        return in_process_by_default()
     if name == "dask":
         from dagster_dask import dask_executor
 

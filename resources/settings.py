@@ -15,9 +15,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-EXECUTORS = ("multiprocess", "in_process", "dask")
+EXECUTORS = ("auto", "multiprocess", "in_process", "dask")
 PARTITION_MODES = ("", "none", "daily")
 REFUTATION_MODES = ("warn", "block")
+# Variables naming a place: blank-but-set (" ") is a typo, not "use the default" (it once ran the simulator
+# and replaced every output), so it is refused.
+PATH_VARIABLES = ("CAUSALREC_DATA", "CAUSALREC_STORAGE", "CAUSALREC_CACHE")
+MAX_TEXT_CHARS = 10_000  # far beyond what an encoder reads (256 tokens), far below what blows memory up
 
 
 class CausalrecSettings(dg.ConfigurableResource):
@@ -27,13 +31,21 @@ class CausalrecSettings(dg.ConfigurableResource):
     storage: str = Field(default="", description="CAUSALREC_STORAGE: where outputs live ('': under DAGSTER_HOME).")
     cache: str = Field(default="", description="CAUSALREC_CACHE: model and embedding caches ('': ~/.cache/causalrec).")
     dagster_home: str = Field(default="", description="DAGSTER_HOME, for the default storage folder.")
-    executor: str = Field(default="multiprocess", description="CAUSALREC_EXECUTOR: " + ", ".join(EXECUTORS) + ".")
+    executor: str = Field(default="auto", description="CAUSALREC_EXECUTOR: " + ", ".join(EXECUTORS) + ".")
     dask_scheduler: str = Field(default="", description="CAUSALREC_DASK_SCHEDULER: an existing Dask scheduler.")
     dask_workers: int = Field(default=2, ge=1, description="CAUSALREC_DASK_WORKERS: workers of a local Dask cluster.")
     partitions: str = Field(default="", description="CAUSALREC_PARTITIONS: '' or 'daily' (interactions by day).")
     refutation: str = Field(default="warn", description="CAUSALREC_REFUTATION: 'warn' or 'block'.")
     embed_shards: int = Field(default=8, ge=1, description="CAUSALREC_EMBED_SHARDS: shards of the embed job.")
     refresh_cron: str = Field(default="0 3 * * *", description="CAUSALREC_REFRESH_CRON: the refresh schedule.")
+    storage_wait: int = Field(
+        default=3600, ge=0, description="CAUSALREC_STORAGE_WAIT: seconds to wait for a run that holds the storage."
+    )
+    max_text_chars: int = Field(
+        default=MAX_TEXT_CHARS,
+        ge=1,
+        description="CAUSALREC_MAX_TEXT_CHARS: item texts are cut to this length at ingest.",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CausalrecSettings:
@@ -41,18 +53,21 @@ class CausalrecSettings(dg.ConfigurableResource):
         env = os.environ if env is None else env
 
         def text(name: str, default: str = "", lower: bool = False) -> str:
-            value = env.get(name, "").strip()
+            raw = env.get(name, "")
+            value = raw.strip()
+            if raw and not value and name in PATH_VARIABLES:
+                raise ValueError(f"{name}={raw!r} is blank: unset it for the default, or name a directory")
             value = value.lower() if lower else value
             return value or default
 
-        def number(name: str, default: int) -> int:
+        def number(name: str, default: int, minimum: int = 1) -> int:
             raw = text(name)
             try:
                 value = int(raw) if raw else default
             except ValueError:
                 raise ValueError(f"{name}={raw!r} is not a whole number") from None
-            if value < 1:
-                raise ValueError(f"{name}={raw!r} must be at least 1")
+            if value < minimum:
+                raise ValueError(f"{name}={raw!r} must be at least {minimum}")
             return value
 
         def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -66,13 +81,15 @@ class CausalrecSettings(dg.ConfigurableResource):
             storage=text("CAUSALREC_STORAGE"),
             cache=text("CAUSALREC_CACHE"),
             dagster_home=text("DAGSTER_HOME"),
-            executor=choice("CAUSALREC_EXECUTOR", "multiprocess", EXECUTORS),
+            executor=choice("CAUSALREC_EXECUTOR", "auto", EXECUTORS),
             dask_scheduler=text("CAUSALREC_DASK_SCHEDULER"),
             dask_workers=number("CAUSALREC_DASK_WORKERS", 2),
             partitions=choice("CAUSALREC_PARTITIONS", "", PARTITION_MODES),
             refutation=choice("CAUSALREC_REFUTATION", "warn", REFUTATION_MODES),
             embed_shards=number("CAUSALREC_EMBED_SHARDS", 8),
             refresh_cron=text("CAUSALREC_REFRESH_CRON", "0 3 * * *"),
+            storage_wait=number("CAUSALREC_STORAGE_WAIT", 3600, minimum=0),
+            max_text_chars=number("CAUSALREC_MAX_TEXT_CHARS", MAX_TEXT_CHARS),
         )
 
     @property

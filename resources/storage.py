@@ -1,4 +1,8 @@
-"""Where assets live: one file per asset under the storage directory, written atomically.
+"""Where assets live: one file per asset under the storage directory, published by
+write-audit-publish (``causalrec_resources.snapshots``): a run writes into its own staging
+folder, reads its upstream assets from there (or from the snapshot it started from), and only
+a run whose blocking checks all passed publishes, in one atomic switch, at its end. One run at
+a time holds a storage (``causalrec_resources.storage_lock``).
 
 ``<asset>.parquet`` through Polars for tables, ``<asset>.json`` for the few assets that are
 documents (the causal graph, the simulator's truth), ``<asset>.pkl`` for the one fitted
@@ -8,10 +12,13 @@ object (``variable_encoding``, read back by the steps of the same code). Built o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+import threading
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,10 @@ import polars as pl
 from upath import UPath
 
 from causalrec_resources.settings import current_settings
+from causalrec_resources.snapshots import PublishReport, Snapshots
+from causalrec_resources.storage_lock import StorageLock, pid_alive
+
+STORAGE_TAG = "causalrec/storage"
 
 JSON_ASSETS: frozenset[str] = frozenset({"causal_graph", "ground_truth"})
 PICKLED_ASSETS: frozenset[str] = frozenset({"variable_encoding"})
@@ -55,12 +66,40 @@ def _suffix_for(path: UPath) -> str:
 
 
 class PolarsJsonUPathIOManager(dg.UPathIOManager):
-    """Polars DataFrames as Parquet, dicts as JSON."""
+    """Polars DataFrames as Parquet, dicts as JSON; outputs go under ``base_path`` (a run's
+    staging folder), inputs are looked up in ``read_roots`` in order (first hit wins, partition
+    by partition)."""
 
     extension = None
 
+    def __init__(self, base_path: UPath, read_roots: Sequence[UPath] | None = None) -> None:
+        super().__init__(base_path=base_path)
+        self.read_roots = list(read_roots) if read_roots else [base_path]
+
     def _with_extension(self, path: UPath) -> UPath:
         return path.with_suffix(path.suffix + _suffix_for(path))
+
+    def _found(self, relative: Sequence[str], partition: str | None = None) -> UPath | None:
+        for root in self.read_roots:
+            candidate = root.joinpath(*relative)
+            if partition is not None:
+                candidate = self.make_safe_partition_path(candidate, partition)
+            if self._with_extension(candidate).exists() or (partition is None and candidate.is_dir()):
+                return candidate
+        return None
+
+    def _get_path_without_extension(self, context: dg.InputContext | dg.OutputContext) -> UPath:
+        path = super()._get_path_without_extension(context)
+        if isinstance(context, dg.OutputContext) or not context.has_asset_key or context.has_asset_partitions:
+            return path
+        relative = path.relative_to(self._base_path).parts
+        return self._found(relative) or path
+
+    def get_path_for_partition(self, context: dg.InputContext | dg.OutputContext, path: UPath, partition: str) -> UPath:
+        if isinstance(context, dg.OutputContext):
+            return super().get_path_for_partition(context, path, partition)
+        relative = path.relative_to(self._base_path).parts
+        return self._found(relative, partition) or super().get_path_for_partition(context, path, partition)
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         if isinstance(obj, dict) and path.suffix == ".json":
@@ -101,7 +140,14 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
 
     def load_input(self, context: dg.InputContext) -> Any:
         """An unpartitioned asset reading every partition of a table gets them as one table."""
-        value = super().load_input(context)
+        try:
+            value = super().load_input(context)
+        except FileNotFoundError as missing:
+            name = context.asset_key.to_user_string() if context.has_asset_key else "this input"
+            looked = ", ".join(str(r) for r in self.read_roots)
+            raise FileNotFoundError(
+                f"{name} is neither staged by this run (or the run it re-executes) nor published: looked in {looked}"
+            ) from missing
         if isinstance(value, dict) and value and all(isinstance(v, pl.DataFrame) for v in value.values()):
             return pl.concat([value[k] for k in sorted(value)], how="diagonal_relaxed")
         return value
@@ -112,18 +158,119 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
         return {}
 
 
+class StagedIOManager(PolarsJsonUPathIOManager):
+    """The IO manager of one run on a local storage: its staging, its lease, its publish."""
+
+    def __init__(self, snapshots: Snapshots, lineage: Sequence[str], lock: StorageLock) -> None:
+        self.snapshots, self.lineage, self.lock = snapshots, list(lineage), lock
+        roots = [UPath(p) for p in snapshots.read_roots(self.lineage)]
+        super().__init__(base_path=UPath(snapshots.staging(self.lineage[0])), read_roots=roots)
+        self._stop = threading.Event()
+
+    @property
+    def run_id(self) -> str:
+        return self.lineage[0]
+
+    def publish(self) -> PublishReport:
+        """Publish this run's outputs as the storage's snapshot, then give the storage back."""
+        report = self.snapshots.publish(self.lineage)
+        self.lock.release(self.run_id)
+        return report
+
+    def guard(self, orchestrator_pid: int, log: Any) -> None:
+        """Keep the lease fresh, and end this step process if the run's orchestrator dies
+        (a step of a killed run must not go on writing)."""
+        self.lock.heartbeat(self.run_id, self._stop)
+        if orchestrator_pid == os.getpid():
+            return
+
+        def watch() -> None:
+            while not self._stop.wait(1.0):
+                if not pid_alive(orchestrator_pid):
+                    log.error(f"run {self.run_id}: its orchestrator (pid {orchestrator_pid}) is gone; step stops")
+                    os._exit(70)
+
+        threading.Thread(target=watch, name="causalrec-orphan-watch", daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def lineage_of_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    """[run, the run it re-executes, ...]: re-execution reads what its parents staged."""
+    chain, parent = [run.run_id], run.parent_run_id
+    while parent and parent not in chain:
+        chain.append(parent)
+        record = instance.get_run_by_id(parent)
+        parent = record.parent_run_id if record else None
+    return chain
+
+
+def orchestrator_pid(instance: dg.DagsterInstance, run_id: str) -> int:
+    """The process that runs the run's plan (where ``RUN_START`` was logged); this one if unknown."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
+    event = records[0].event_log_entry.dagster_event if records else None
+    return event.pid if event and event.pid else os.getpid()
+
+
+def _finished(instance: dg.DagsterInstance) -> Any:
+    def finished(run_id: str) -> bool | None:
+        record = instance.get_run_by_id(run_id)
+        return None if record is None else record.is_finished
+
+    return finished
+
+
+def mark_failed_if_running(instance: dg.DagsterInstance, run_id: str, why: str) -> None:
+    """A run whose process was killed stays STARTED for ever unless someone says otherwise."""
+    record = instance.get_run_by_id(run_id)
+    if record is not None and not record.is_finished:
+        instance.report_run_failed(record, message=f"marked failed by a later run: {why}")
+
+
 class CausalrecIOManager(dg.ConfigurableIOManagerFactory):
-    """Stores every asset under ``base_dir`` (empty: ``CAUSALREC_STORAGE`` or the Dagster home)."""
+    """Stores every asset under ``base_dir`` (empty: ``CAUSALREC_STORAGE`` or the Dagster home),
+    through write-audit-publish; ``wait_s`` (-1: ``CAUSALREC_STORAGE_WAIT``) is how long a run
+    waits for another one that holds the storage before it is refused."""
 
     base_dir: str = ""
+    wait_s: int = -1
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsJsonUPathIOManager:
-        configured = self.base_dir or current_settings().storage
-        if "://" in configured:  # an object store (s3://, gs://, …) through fsspec
+        settings = current_settings()
+        configured = self.base_dir or settings.storage
+        if "://" in configured:  # an object store (s3://, gs://, …) through fsspec: no links, no rename
+            context.log.warning(
+                f"storage {configured} is an object store: outputs are written in place, without "
+                "write-audit-publish (mount it as a folder to get staging and atomic publishing)"
+            )
             return PolarsJsonUPathIOManager(base_path=UPath(configured))
-        root = storage_dir(self.base_dir)
-        root.mkdir(parents=True, exist_ok=True)
-        return PolarsJsonUPathIOManager(base_path=UPath(root))
+        snapshots = Snapshots(storage_dir(self.base_dir))
+        run = context.dagster_run
+        if run is None or context.instance is None:  # outside a run (a notebook, a unit test): read only
+            current = snapshots.current()
+            return PolarsJsonUPathIOManager(base_path=UPath(current or snapshots.root))
+        instance = context.instance
+        lock = StorageLock(snapshots.state, run_finished=_finished(instance))
+        pid = orchestrator_pid(instance, run.run_id)
+        wait = settings.storage_wait if self.wait_s < 0 else self.wait_s
+        taken_from = lock.acquire(run.run_id, pid, wait_s=wait, log=context.log)
+        if taken_from:
+            mark_failed_if_running(instance, taken_from, "its process died while it held the storage")
+        if STORAGE_TAG not in run.tags:
+            instance.add_run_tags(run.run_id, {STORAGE_TAG: str(snapshots.root)})
+        manager = StagedIOManager(snapshots, lineage_of_run(instance, run), lock)
+        manager.guard(pid, context.log)
+        return manager
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[PolarsJsonUPathIOManager]:
+        manager = self.create_io_manager(context)
+        try:
+            yield manager
+        finally:
+            if isinstance(manager, StagedIOManager):
+                manager.close()
 
 
 @dg.input_manager(required_resource_keys={"io_manager"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -59,16 +60,28 @@ def materialize_all(run_config: dict | None = None, raise_on_error: bool = True)
     )
 
 
+def published_files(storage: Path) -> dict[str, str]:
+    """sha256 of every file a reader of ``<storage>/...`` sees (links followed, causalrec's own
+    ``.causalrec`` folder of staging areas and snapshots aside)."""
+    seen = {}
+    for folder, dirs, files in os.walk(storage, followlinks=True):
+        dirs[:] = [d for d in dirs if d != ".causalrec"]
+        for name in files:
+            path = Path(folder) / name
+            seen[str(path.relative_to(storage))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return dict(sorted(seen.items()))
+
+
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:
     """Everything a person would read about why a run failed: step errors, failed checks."""
     texts = []
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            texts.append(err.message)
-            while err.cause is not None:
-                err = err.cause
+        # a step's failure, or one before any step (a resource that refused its settings)
+        err = getattr(event.event_specific_data, "error", None)
+        if event.is_step_failure or event.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE:
+            while err is not None:
                 texts.append(err.message)
+                err = err.cause
         if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
             if evaluation.passed:

@@ -70,12 +70,13 @@ class DagsterDev:
 
 @contextmanager
 def dagster_dev(root: Path, env: Mapping[str, str] | None = None, timeout: float = 240) -> Iterator[DagsterDev]:
-    """``dagster dev`` on the repository's workspace with a fresh ``DAGSTER_HOME`` and storage
-    under ``root`` (plus ``env``), yielded once it serves the asset graph; its whole process
-    group is stopped afterwards, so no webserver or code server outlives the test."""
+    """``dagster dev`` on the repository's workspace with a fresh ``DAGSTER_HOME`` (configured as
+    ``make`` configures it, from ``dagster-instance.yaml``) and storage under ``root`` (plus
+    ``env``), yielded once it serves the asset graph; its whole process group is stopped
+    afterwards, so no webserver or code server outlives the test."""
     home = root / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text((REPO / "dagster-instance.yaml").read_text())
     server = DagsterDev(free_port(), root, root / "dagster-dev.log")
     environment = {**os.environ, "DAGSTER_HOME": str(home), "CAUSALREC_STORAGE": str(root / "storage"), **(env or {})}
     with open(server.log, "w") as log:

@@ -15,6 +15,7 @@ from test_embed_onnx import tiny_bert  # noqa: F401  (the session's tiny random 
 from causalrec_assets import embeddings as emb
 from causalrec_assets.embedding_store import EmbeddingStore
 from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.publish import build_publish_asset
 from causalrec_assets.stages.embed import assets as embed_stage
 from causalrec_plugins.embed import onnx_encoder
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
@@ -148,7 +149,9 @@ def test_rematerialization_through_dagster(tiny_bert, tmp_path, monkeypatch):  #
 
     # hash shards: a partitioned job embeds a fresh catalogue into the store shard by shard
     fresh = pl.DataFrame({"item_id": range(120), "text": _texts(120, seed=5)})
-    dg.materialize([_items_asset(fresh)], resources=default_resources(io_manager=io), instance=instance)
+    fresh_items = _items_asset(fresh)
+    published = build_publish_asset([fresh_items.key])  # the shard job reads the published items
+    dg.materialize([fresh_items, published], resources=default_resources(io_manager=io), instance=instance)
     job = embed_stage.embed_shards_job
     shard_config = {"ops": {"embed_shard": config["ops"]["item_embeddings"]}}
     keys = embed_stage.shard_partitions.get_partition_keys()

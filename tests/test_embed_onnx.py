@@ -14,6 +14,7 @@ from transformers import AutoModel, BertConfig, BertModel
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_plugins.embed import onnx_export
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed, resolve_model
+from causalrec_plugins.embed.verified_cache import sha256_file
 from causalrec_resources import onnx_runtime
 
 WORDS = "the a cat dog sat on mat movie good bad red shoe ##s ##ing run item price cheap".split()
@@ -165,6 +166,7 @@ def test_export_cache_reuses_and_rekeys(tiny_bert, tmp_path):
     cls = onnx_export.export_encoder(tiny_bert, tmp_path, pooling="cls")
     opset = onnx_export.export_encoder(tiny_bert, tmp_path, opset=18)
     assert len({first, cls, opset}) == 3 and all(p.is_file() for p in (cls, opset))
+    assert all(p.with_suffix(".json").is_file() for p in (first, cls, opset))  # each with its manifest
     assert not list((tmp_path / "onnx").glob("*.tmp*"))  # nothing half-written left behind
 
 
@@ -186,8 +188,8 @@ def test_ready_onnx_file(tiny_bert, tmp_path):
     plugin = OnnxEncoderEmbed(OnnxEncoderEmbed.Config(model=str(path), precision="fp32"))
     got = plugin.embed(TEXTS, PluginContext(cache_dir=tmp_path))
     assert _cos(got, _reference(tiny_bert, TEXTS)).min() > 0.9999
-    used = Path(plugin.describe_runtime()["onnx_path"])  # the file's fused fp32 variant, cached
-    assert used.name.startswith(onnx_export.file_identity(path)) and used.is_file()
+    used = Path(plugin.describe_runtime()["onnx_path"])  # the file's fused fp32 variant, keyed by its content
+    assert used.name.startswith(sha256_file(path)[:20]) and used.is_file()
 
 
 def test_edge_texts_and_bucketing(minilm, minilm_fp32, cache):

@@ -16,6 +16,7 @@ import pytest
 
 from causalrec_assets.candidates import unseen_pairs
 from causalrec_assets.evaluation import uplift_capture
+from causalrec_assets.publish import PUBLISH_ASSET
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
@@ -117,7 +118,8 @@ def test_recommendations_capture_the_true_uplift_and_popularity_does_not(cli_run
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         run_config={"ops": {"ranking": {"config": {"plugin": "popularity"}}}},
-        asset_selection=[dg.AssetKey("recommendations"), dg.AssetKey("test_scores")],
+        # the publishing step too: without it the new ranking stays staged, unpublished
+        asset_selection=[dg.AssetKey(k) for k in ("recommendations", "test_scores", PUBLISH_ASSET)],
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

@@ -13,7 +13,7 @@ def test_defaults_without_any_variable() -> None:
     settings = CausalrecSettings.from_env({})
     assert (settings.data, settings.executor, settings.refutation, settings.embed_shards) == (
         "",
-        "multiprocess",
+        "auto",
         "warn",
         8,
     )
@@ -46,3 +46,29 @@ def test_values_are_read_trimmed_and_paths_resolved(tmp_path: Path) -> None:
 def test_a_bad_value_names_the_variable(variable: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CausalrecSettings.from_env({variable: value})
+
+
+@pytest.mark.parametrize("variable", ["CAUSALREC_DATA", "CAUSALREC_STORAGE", "CAUSALREC_CACHE"])
+def test_a_blank_but_set_place_is_refused_not_taken_for_the_default(variable: str) -> None:
+    with pytest.raises(ValueError, match=rf"{variable}=' ' is blank"):
+        CausalrecSettings.from_env({variable: " "})
+    assert CausalrecSettings.from_env({variable: ""}) == CausalrecSettings.from_env({})
+
+
+def test_the_text_cap_is_read_and_checked() -> None:
+    assert CausalrecSettings.from_env({}).max_text_chars == 10_000
+    assert CausalrecSettings.from_env({"CAUSALREC_MAX_TEXT_CHARS": "500"}).max_text_chars == 500
+    with pytest.raises(ValueError, match="CAUSALREC_MAX_TEXT_CHARS='0' must be at least 1"):
+        CausalrecSettings.from_env({"CAUSALREC_MAX_TEXT_CHARS": "0"})
+
+
+def test_auto_executor_runs_small_datasets_in_one_process(tmp_path) -> None:
+    from causalrec_resources.executors import SMALL_DATASET_BYTES, auto_executor_name
+
+    assert auto_executor_name(CausalrecSettings.from_env({})) == "in_process"  # the simulator
+    (tmp_path / "interactions.parquet").write_bytes(b"x" * 1000)
+    small = CausalrecSettings.from_env({"CAUSALREC_DATA": str(tmp_path)})
+    assert auto_executor_name(small) == "in_process"
+    with open(tmp_path / "interactions.parquet", "ab") as big:
+        big.truncate(SMALL_DATASET_BYTES + 1)  # sparse: no real bytes written
+    assert auto_executor_name(small) == "multiprocess"

@@ -26,6 +26,7 @@ from causalrec_assets.candidates import top_k, unseen_pairs
 from causalrec_assets.embeddings import item_texts, user_profiles
 from causalrec_assets.evaluation import evaluate, ndcg_recall_at_k, uplift_curve_metrics
 from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.publish import build_publish_asset
 from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
 from causalrec_assets.stages.ranking.protocol import RankingInputs
 from causalrec_assets.stages.structure.protocol import Knowledge
@@ -36,6 +37,7 @@ from causalrec_plugins.ingest.simulator import SimulatorConfig, simulate
 from causalrec_plugins.ranking.causal_rank import CausalRanking
 from causalrec_plugins.structure.hill_climb import HillClimbStructure
 from causalrec_resources.storage import CausalrecIOManager
+from tests.conftest import published_files
 
 SMALL_WORLD = dict(n_users=300, n_items=60, n_topics=4, pairs_per_user=20, test_pairs_per_user=10)
 
@@ -752,27 +754,30 @@ def test_io_manager_round_trip(tmp_path: Path) -> None:
         seen["recommendations"], seen["causal_graph"] = recommendations, causal_graph
         return recommendations.with_columns(pl.lit(len(causal_graph["edges"])).alias("n_edges"))
 
+    publish = build_publish_asset([recommendations.key, causal_graph.key, downstream.key])
     result = dg.materialize(
-        [recommendations, causal_graph, downstream],
+        [recommendations, causal_graph, downstream, publish],
         resources={"io_manager": CausalrecIOManager(base_dir=str(tmp_path))},
     )
     assert result.success
     assert seen["recommendations"].equals(table)
     assert seen["causal_graph"] == graph
 
-    assert (tmp_path / "recommendations.parquet").is_file()
-    assert (tmp_path / "downstream.parquet").is_file()
     assert json.loads((tmp_path / "causal_graph.json").read_text()) == graph
     assert not (tmp_path / "causal_graph.parquet").exists()
     assert pl.read_parquet(tmp_path / "recommendations.parquet").equals(table)
     assert pl.read_parquet(tmp_path / "downstream.parquet")["n_edges"].to_list() == [1, 1]
-    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
-    assert files == ["causal_graph.json", "downstream.parquet", "recommendations.parquet"]
+    files = published_files(tmp_path)
+    assert sorted(files) == ["causal_graph.json", "downstream.parquet", "recommendations.parquet"]
+    staged = [p.name for p in (tmp_path / ".causalrec").rglob("*") if p.name.endswith(".tmp")]
+    assert staged == []  # written through temporary files, none left behind
 
-    # A second run overwrites in place, still leaving no temporary files behind.
-    again = dg.materialize([recommendations], resources={"io_manager": CausalrecIOManager(base_dir=str(tmp_path))})
+    # A second run of one asset publishes it and carries the others forward unchanged.
+    again = dg.materialize(
+        [recommendations, publish], resources={"io_manager": CausalrecIOManager(base_dir=str(tmp_path))}
+    )
     assert again.success
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == files
+    assert published_files(tmp_path) == files
 
 
 def test_io_manager_rejects_other_objects(tmp_path: Path) -> None:
@@ -782,7 +787,7 @@ def test_io_manager_rejects_other_objects(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError, match="must be a polars DataFrame .stored as Parquet., got list"):
         dg.materialize([not_a_table], resources={"io_manager": CausalrecIOManager(base_dir=str(tmp_path))})
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert published_files(tmp_path) == {}
 
 
 # -------------------------------------------------------------------- ranking

@@ -1,5 +1,6 @@
 """The Dagster UI in a real browser: ``dagster dev`` on loopback, Playwright driving Debian's
-Chromium, "Materialize all" clicked, every stage asset materialized, a screenshot kept."""
+Chromium, "Materialize all" clicked, every stage asset materialized, screenshots kept under test-output/:
+the asset graph, and the pages of ``causal_graph``, ``treatment_effects`` and ``evaluation``."""
 
 from __future__ import annotations
 
@@ -72,5 +73,51 @@ def test_materialize_all_from_the_ui(server: DagsterDev) -> None:
         SCREENSHOT_DIR.mkdir(exist_ok=True)
         for target in (server.root / "ui-materialize-all.png", SCREENSHOT_DIR / "ui-materialize-all.png"):
             page.screenshot(path=str(target), full_page=True)
+        page.keyboard.press("Alt+KeyE")  # the graph's "Expand all groups" shortcut (⌥E): every asset shown
+        page.wait_for_timeout(1500)
+        page.set_viewport_size({"width": 2600, "height": 2000})  # the graph has a minimum zoom: room to fit it
+        page.reload(wait_until="networkidle")  # kept in the URL; a fresh load centres the expanded graph
+        page.wait_for_timeout(3000)
+        skip_newsletter(page)
+        shots = [SCREENSHOT_DIR / "ui-asset-graph.png"]
+        page.screenshot(path=str(shots[0]))
+        shots += asset_page_screenshots(page, server.url)
         browser.close()
     assert (SCREENSHOT_DIR / "ui-materialize-all.png").stat().st_size > 10_000
+    assert all(shot.stat().st_size > 10_000 for shot in shots), shots
+
+
+def skip_newsletter(page) -> None:
+    """Close the newsletter dialog, which may come back on any page load."""
+    skip = page.get_by_role("button", name="Skip")
+    if skip.count():
+        skip.first.click()
+        page.wait_for_timeout(500)
+
+
+PICTURES = {"causal_graph": "graph", "evaluation": "plot"}  # the metadata key holding the asset's picture
+FIRST_KEY = {"causal_graph": "adjustment_set", "treatment_effects": "ate", "evaluation": "ranking_target"}
+
+
+def asset_page_screenshots(page, url: str) -> list[Path]:
+    """The overview page of ``causal_graph``, ``treatment_effects`` and ``evaluation`` (and the
+    picture opened from its metadata row), saved under ``SCREENSHOT_DIR`` for a person to look at."""
+    shots = []
+    page.set_viewport_size({"width": 1600, "height": 2400})  # the UI scrolls inside its own pane
+    for asset in ("causal_graph", "treatment_effects", "evaluation"):
+        page.goto(f"{url}/assets/{asset}", wait_until="networkidle", timeout=120_000)
+        page.get_by_text(FIRST_KEY[asset], exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        skip_newsletter(page)
+        shots.append(SCREENSHOT_DIR / f"ui-{asset}.png")
+        page.screenshot(path=str(shots[-1]), full_page=True)
+        if asset in PICTURES:
+            row = page.locator("tr", has=page.get_by_text(PICTURES[asset], exact=True))
+            row.get_by_text("[Show Markdown]").first.click()
+            dialog = page.get_by_role("dialog")
+            dialog.locator("img").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)
+            shots.append(SCREENSHOT_DIR / f"ui-{asset}-picture.png")
+            dialog.first.screenshot(path=str(shots[-1]))
+            page.keyboard.press("Escape")
+    return shots

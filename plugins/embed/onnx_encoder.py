@@ -6,14 +6,19 @@ GPU, every fusion + fp16, fed through IO binding. Every rewritten graph is check
 the fp32 export on built-in probe texts before it is used; ``precision: auto`` takes the
 fast graph only when it meets the accuracy floor, else fp32. Texts are tokenised one chunk
 ahead in a background thread and batched by token length, so little padding is computed.
+Every cached graph is re-hashed against its manifest before it is used (``verified_cache``),
+and the model key names the sha256 of the graph that runs, so the embedding store can never
+serve vectors of another graph.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
+import logging
+import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,9 @@ from causalrec_assets.stages.embed.protocol import EmbedPlugin
 from causalrec_plugins.embed import onnx_export, quantize
 from causalrec_plugins.embed.batching import Batch, chunk_batches, clean_texts, stream_batches
 from causalrec_plugins.embed.probe_texts import probe_texts
+from causalrec_plugins.embed.verified_cache import Cached, cached_build, key_of, memo_sha256, sha256_file
 from causalrec_resources import onnx_runtime
+from causalrec_resources.settings import current_settings
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
@@ -39,6 +46,8 @@ MIN_FLOOR = 0.98
 FP32_FLOOR = 0.9999  # a fused fp32 graph must match the plain export
 PROBE_COUNT = 384
 PROGRESS_SECONDS = 10.0
+
+log = logging.getLogger("causalrec.embed.onnx_encoder")
 
 
 def resolve_model(model: str) -> tuple[str, Path]:
@@ -73,8 +82,23 @@ def _load_tokenizer(kind: str, path: Path):
     raise FileNotFoundError(f"no tokenizer.json beside {path}")
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+def _tokenizer_digest(kind: str, path: Path) -> str:
+    file = (path.parent if kind == "onnx" else path) / "tokenizer.json"
+    return sha256_file(file) if file.is_file() else "none"
+
+
+@dataclass
+class _Graph:
+    """The verified graph an instance embeds with, and the tokenizer that feeds it: resolved
+    once, so the graph named in ``model_key`` is the graph that runs."""
+
+    cached: Cached
+    precision: str
+    device: str
+    tokenizer: Any
+    pad_id: int
+    tokenizer_sha256: str
+    max_length: int
 
 
 @dataclass
@@ -91,6 +115,7 @@ class _Runtime:
     device: str
     gate: dict[str, Any] = field(default_factory=dict)
     dim: int | None = None
+    onnx_sha256: str = ""
 
 
 class OnnxEncoderEmbed(EmbedPlugin):
@@ -128,6 +153,8 @@ class OnnxEncoderEmbed(EmbedPlugin):
     def __init__(self, config: PluginConfig | None = None) -> None:
         super().__init__(config)
         self._rt: _Runtime | None = None
+        self._graph: _Graph | None = None
+        self._key: str | None = None
 
     # ------------------------------------------------------------ identity
 
@@ -156,23 +183,30 @@ class OnnxEncoderEmbed(EmbedPlugin):
         return "cuda" if onnx_runtime.gpu_provider(self._providers()) else "cpu"
 
     def model_key(self) -> str:
-        """Changes when the vectors for the same text could: model files, pooling, normalisation,
-        truncation, precision, device, recipe and library versions. Cheap: exports nothing."""
-        self._check_config()
-        cfg = self.config
-        kind, path = resolve_model(cfg.model)
-        if kind == "hf":
-            graph = onnx_export.export_key(path, cfg.pooling, cfg.normalize, cfg.opset)
-            tokenizer = _file_digest(path / "tokenizer.json")
-        else:
-            graph = f"{onnx_export.file_identity(path)}:{cfg.normalize}:{cfg.pooling}"
-            tokenizer = _file_digest(path.parent / "tokenizer.json")
-        parts = [graph, tokenizer, self._max_length(kind, path), cfg.precision, self.device(), quantize.RECIPE_VERSION]
-        parts.append(json.dumps(onnx_export.library_versions(), sort_keys=True))
-        slug = Path(cfg.model).stem if kind == "onnx" else path.name
-        if cfg.model in _DEFAULT_ALIASES:
-            slug = DEFAULT_MODEL
-        return f"{slug}-{hashlib.sha256('|'.join(map(str, parts)).encode()).hexdigest()[:16]}"
+        """Changes when the vectors for the same text could: the sha256 of the verified graph
+        that computes them (vectors of another graph are never reused), tokenizer, truncation,
+        pooling, normalisation, precision, device and library versions. Resolving the graph
+        exports it the first time (then it is cached); the graph and the key are resolved once
+        per instance, in the cache of the first context seen, else ``CAUSALREC_CACHE``."""
+        if self._key is None:
+            cfg = self.config
+            graph = self._resolve(current_settings().cache_dir, log)
+            parts = {
+                "graph": graph.cached.sha256,
+                "tokenizer": graph.tokenizer_sha256,
+                "max_length": graph.max_length,
+                "pooling": cfg.pooling,
+                "normalize": cfg.normalize,
+                "precision": [cfg.precision, graph.precision],
+                "device": graph.device,
+                "versions": onnx_export.library_versions(),
+            }
+            kind, path = resolve_model(cfg.model)
+            slug = Path(cfg.model).stem if kind == "onnx" else path.name
+            if cfg.model in _DEFAULT_ALIASES:
+                slug = DEFAULT_MODEL
+            self._key = f"{slug}-{key_of(parts)[:16]}"
+        return self._key
 
     # ------------------------------------------------------------ graphs
 
@@ -185,111 +219,163 @@ class OnnxEncoderEmbed(EmbedPlugin):
         rows = [self._pool(np.asarray(session.run([out], {k: f[k] for k in names})[0]), f) for f in feeds]
         return np.concatenate(rows)
 
-    def _variant(self, base: Path, base_key: str, model_dir: Path | None, precision: str, device: str, ctx):
-        """The rewritten graph for (precision, device), built and gated once, then cached."""
-        target = onnx_export.variant_path(ctx.cache_dir, base_key, device, precision, quantize.RECIPE_VERSION)
-        manifest = target.with_suffix(".json")
-        if target.is_file() and manifest.is_file():
-            return target, json.loads(manifest.read_text())
-        started = time.perf_counter()
-        gpu = device == "cuda"
-        fused = target.with_name(target.stem + ".fused.onnx")
-        try:
-            optimized = quantize.optimize(base, fused, model_dir, gpu=gpu, fp16=precision == "fp16")
-            source = fused if optimized else base
-            facts: dict[str, Any] = {"precision": precision, "device": device, "fused": optimized}
-            if precision == "int8":
-                onnx_export.atomic_build(
-                    target, lambda tmp: facts.update(quantize.quantize_int8(source, tmp, self._feeds))
-                )
-            else:
-                onnx_export.atomic_build(target, lambda tmp: tmp.write_bytes(source.read_bytes()))
-        finally:
-            fused.unlink(missing_ok=True)
-        providers = self._providers() if gpu else [onnx_runtime.CPU]
-        reference = self._embed_feeds(onnx_runtime.make_session(base, [onnx_runtime.CPU]), self._feeds)
-        candidate = self._embed_feeds(onnx_runtime.make_session(target, providers), self._feeds)
-        stats = quantize.cosine_stats(candidate, reference)
-        floor = (FP32_FLOOR, FP32_FLOOR) if precision == "fp32" else (MEAN_FLOOR, MIN_FLOOR)
-        facts |= stats | {"passed": quantize.passes_floor(stats, *floor), "probe_texts": len(reference)}
-        facts["build_seconds"] = round(time.perf_counter() - started, 1)
-        manifest.write_text(json.dumps(facts, indent=2))
-        ctx.log.info(
-            "built %s %s graph %s: cosine to fp32 mean %.5f min %.4f on %d probe texts (%s)",
-            device,
-            precision,
-            target.name,
-            stats["mean_cosine"],
-            stats["min_cosine"],
-            len(reference),
-            "passes" if facts["passed"] else "FAILS the accuracy floor",
-        )
-        return target, facts
+    def _variant(
+        self,
+        base: Callable[[], Cached],
+        base_key: str,
+        model_dir: Path | None,
+        precision: str,
+        calibration: dict[str, Any],
+        feeds: Callable[[], list[dict[str, np.ndarray]]],
+        cache_dir: Path,
+        logger: Any,
+    ) -> Cached:
+        """The rewritten graph for (precision, device), built and gated once, then cached and
+        verified like the export (its manifest keeps the gate's verdict)."""
+        device = self.device()
+        recipe = {"device": device, "precision": precision, "quantize": quantize.RECIPE_VERSION, **calibration}
+        identity: dict[str, Any] = {"base": base_key, "recipe": recipe, "versions": onnx_export.library_versions()}
+        key = f"{base_key}-{device}-{precision}-{key_of(identity)[:8]}"
+        target = Path(cache_dir) / "onnx" / f"{key}.onnx"
 
-    def _choose_graph(self, kind: str, path: Path, ctx: PluginContext) -> tuple[Path, str, dict[str, Any]]:
+        def build(tmp: Path) -> dict[str, Any]:
+            started = time.perf_counter()
+            source, gpu = base(), device == "cuda"
+            fused = tmp.with_name(tmp.stem + ".fused.onnx")
+            try:
+                optimized = quantize.optimize(source.path, fused, model_dir, gpu=gpu, fp16=precision == "fp16")
+                facts: dict[str, Any] = {"precision": precision, "device": device, "fused": optimized}
+                if precision == "int8":
+                    facts |= quantize.quantize_int8(fused if optimized else source.path, tmp, feeds())
+                else:
+                    shutil.copyfile(fused if optimized else source.path, tmp)
+            finally:
+                fused.unlink(missing_ok=True)
+            providers = self._providers() if gpu else [onnx_runtime.CPU]
+            reference = self._embed_feeds(onnx_runtime.make_session(source.path, [onnx_runtime.CPU]), feeds())
+            candidate = self._embed_feeds(onnx_runtime.make_session(tmp, providers), feeds())
+            stats = quantize.cosine_stats(candidate, reference)
+            floor = (FP32_FLOOR, FP32_FLOOR) if precision == "fp32" else (MEAN_FLOOR, MIN_FLOOR)
+            facts |= stats | {"passed": quantize.passes_floor(stats, *floor), "probe_texts": len(reference)}
+            facts |= {"base_sha256": source.sha256, "build_seconds": round(time.perf_counter() - started, 1)}
+            logger.info(
+                "built %s %s graph %s: cosine to fp32 mean %.5f min %.4f on %d probe texts (%s)",
+                device,
+                precision,
+                target.name,
+                stats["mean_cosine"],
+                stats["min_cosine"],
+                len(reference),
+                "passes" if facts["passed"] else "FAILS the accuracy floor",
+            )
+            return facts
+
+        return cached_build(target, {"key": key, **identity}, build, logger)
+
+    def _choose_graph(
+        self,
+        kind: str,
+        path: Path,
+        calibration: dict[str, Any],
+        feeds: Callable[[], list[dict[str, np.ndarray]]],
+        cache_dir: Path,
+        logger: Any,
+    ) -> tuple[Cached, str]:
         """Base export, then the precision asked for (``auto``: the fast one if it passes)."""
         cfg, device = self.config, self.device()
+        memo = onnx_export.memo_file(cache_dir)
         if kind == "hf":
-            started = time.perf_counter()
-            base = onnx_export.export_encoder(path, Path(ctx.cache_dir), cfg.pooling, cfg.normalize, cfg.opset)
-            ctx.log.info("ONNX export ready at %s (%.1f s)", base, time.perf_counter() - started)
-            base_key, model_dir = base.stem, path
-        else:
-            base, base_key, model_dir = path, onnx_export.file_identity(path), None
+            base_key = str(onnx_export.export_identity(path, cfg.pooling, cfg.normalize, cfg.opset, memo)["key"])
+
+            def base() -> Cached:
+                started = time.perf_counter()
+                cached = onnx_export.export_cached(path, cache_dir, cfg.pooling, cfg.normalize, cfg.opset, logger)
+                logger.info("ONNX export ready at %s (%.1f s)", cached.path, time.perf_counter() - started)
+                return cached
+
+            model_dir: Path | None = path
+        else:  # a ready .onnx file is used as given, keyed by its content
+            digest = memo_sha256(path, memo)
+            base_key, model_dir = digest[:20], None
+
+            def base() -> Cached:
+                return Cached(path, digest, {})
+
         fast = "fp16" if device == "cuda" else "int8"
         wanted = cfg.precision
         if wanted in ("int8", "fp16") and wanted != fast:
             raise ValueError(
                 f"embed precision {wanted!r} is not available on {device} (use {fast!r}, 'fp32' or 'auto')"
             )
+        args = (base, base_key, model_dir)
         if wanted in ("auto", fast):
-            graph, facts = self._variant(base, base_key, model_dir, fast, device, ctx)
-            if facts["passed"] or wanted == fast:
-                if not facts["passed"]:
-                    ctx.log.warning("%s graph is below the accuracy floor but was asked for explicitly", fast)
-                return graph, fast, facts
-            ctx.log.warning("%s graph below the accuracy floor (%s): using fp32", fast, facts)
-        graph, facts = self._variant(base, base_key, model_dir, "fp32", device, ctx)
-        if not facts["passed"]:  # the optimizer broke something: run the plain export
-            ctx.log.warning("fused fp32 graph differs from the export (%s): using the export", facts)
-            return base, "fp32", facts | {"fused": False}
-        return graph, "fp32", facts
+            graph = self._variant(*args, fast, calibration, feeds, cache_dir, logger)
+            if graph.facts["passed"] or wanted == fast:
+                if not graph.facts["passed"]:
+                    logger.warning("%s graph is below the accuracy floor but was asked for explicitly", fast)
+                return graph, fast
+            logger.warning("%s graph below the accuracy floor (%s): using fp32", fast, graph.facts)
+        graph = self._variant(*args, "fp32", calibration, feeds, cache_dir, logger)
+        if not graph.facts["passed"]:  # the optimizer broke something: run the plain export
+            logger.warning("fused fp32 graph differs from the export (%s): using the export", graph.facts)
+            plain = base()
+            return Cached(plain.path, plain.sha256, graph.facts | {"fused": False}), "fp32"
+        return graph, "fp32"
+
+    def _resolve(self, cache_dir: Path, logger) -> _Graph:
+        """The verified graph and its tokenizer, once per instance (exported/built if needed)."""
+        if self._graph is not None:
+            return self._graph
+        self._check_config()
+        kind, path = resolve_model(self.config.model)
+        tokenizer = _load_tokenizer(kind, path)
+        pad_id = tokenizer.padding["pad_id"] if tokenizer.padding else 0
+        tokenizer.no_padding()  # MiniLM's tokenizer.json pads every text to 128
+        max_length = self._max_length(kind, path)
+        tokenizer.enable_truncation(max_length)
+        digest = _tokenizer_digest(kind, path)
+        calibration = {  # what the probe feeds and the gate's pooling depend on
+            "pooling": self.config.pooling,
+            "normalize": self.config.normalize,
+            "max_length": max_length,
+            "tokenizer": digest,
+            "probe_texts": PROBE_COUNT,
+            "floors": [MEAN_FLOOR, MIN_FLOOR, FP32_FLOOR],
+        }
+        feeds = functools.cache(lambda: self._probe_feeds(tokenizer, pad_id))
+        cached, precision = self._choose_graph(kind, path, calibration, feeds, Path(cache_dir), logger)
+        self._graph = _Graph(cached, precision, self.device(), tokenizer, pad_id, digest, max_length)
+        return self._graph
 
     def _ensure_loaded(self, context: PluginContext) -> _Runtime:
         if self._rt is not None:
             return self._rt
-        self._check_config()
         cfg = self.config
-        kind, path = resolve_model(cfg.model)
-        tokenizer = _load_tokenizer(kind, path)
-        pad_id = tokenizer.padding["pad_id"] if tokenizer.padding else 0
-        tokenizer.no_padding()  # MiniLM's tokenizer.json pads every text to 128
-        tokenizer.enable_truncation(self._max_length(kind, path))
-        self._feeds = self._probe_feeds(tokenizer, pad_id)
-        graph, precision, gate = self._choose_graph(kind, path, context)
+        graph = self._resolve(Path(context.cache_dir), context.log)
         shared = (context.resources or {}).get("onnx_runtime")  # OnnxRuntimeResource may veto the GPU
         providers = self._providers()
         if shared is not None and not getattr(shared, "prefer_gpu", True):
             providers = [onnx_runtime.CPU]
-        if precision == "fp16" and not onnx_runtime.gpu_provider(providers):
+        if graph.precision == "fp16" and not onnx_runtime.gpu_provider(providers):
             raise ValueError("an fp16 graph was chosen but no GPU provider is usable")
         threads = cfg.threads or getattr(shared, "intra_op_threads", 0) or None
-        session = onnx_runtime.make_session(graph, providers, threads)
+        session = onnx_runtime.make_session(graph.cached.path, providers, threads)
         self._rt = _Runtime(
             session=session,
-            tokenizer=tokenizer,
-            pad_id=pad_id,
+            tokenizer=graph.tokenizer,
+            pad_id=graph.pad_id,
             inputs=[i.name for i in session.get_inputs()],
             output=session.get_outputs()[0].name,
-            onnx_path=graph,
-            precision=precision,
-            device=self.device(),
-            gate=gate,
+            onnx_path=graph.cached.path,
+            precision=graph.precision,
+            device=graph.device,
+            gate=graph.cached.facts,
+            onnx_sha256=graph.cached.sha256,
         )
         context.log.info(
             "embedding with %s (%s) on %s, %d threads",
             cfg.model,
-            precision,
+            graph.precision,
             onnx_runtime.session_providers(session),
             session.get_session_options().intra_op_num_threads,
         )
@@ -381,6 +467,7 @@ class OnnxEncoderEmbed(EmbedPlugin):
                 "providers": onnx_runtime.session_providers(rt.session),
                 "dim": rt.dim,
                 "onnx_path": str(rt.onnx_path),
+                "onnx_sha256": rt.onnx_sha256,
                 "intra_op_threads": rt.session.get_session_options().intra_op_num_threads,
                 "probe_mean_cosine_to_fp32": round(float(rt.gate.get("mean_cosine", 1.0)), 5),
                 "probe_min_cosine_to_fp32": round(float(rt.gate.get("min_cosine", 1.0)), 5),

@@ -1,26 +1,30 @@
 """Export a Hugging Face encoder once to ONNX, pooling and normalisation inside the graph.
 
 Putting pooling and L2 normalisation in the graph means the runtime needs neither torch nor
-transformers: ONNX Runtime in, unit vectors out. The export is cached under a key that
-changes whenever the graph could (model files, pooling, opset, exporter versions), so a
-pipeline run pays the torch import and the trace only the first time.
+transformers: ONNX Runtime in, unit vectors out. The export is cached under a key derived
+from the *content* of the model's files, the export recipe and the exporter's library
+versions, beside a manifest that is checked on every load (``verified_cache``), so a pipeline
+run pays the torch import and the trace only the first time, and never runs a graph that is
+not the one it exported.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import time
 import warnings
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from causalrec_plugins.embed.verified_cache import Cached, cached_build, key_of, memo_sha256
 
 # Bump when the wrapper or the export call changes, so old cached graphs are not reused.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 POOLINGS = ("mean", "cls")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+# Model-directory files whose content can change the graph or the tokens fed to it.
+SOURCE_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".txt", ".model")
 OUTPUT_NAME = "sentence_embedding"
 # Libraries whose version can change an exported or rewritten graph: part of every cache key.
 LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime-gpu", "onnxruntime")
@@ -35,45 +39,46 @@ def _version(dist: str) -> str:
         return "absent"
 
 
-def model_identity(model_dir: Path) -> dict[str, object]:
-    """What identifies a model directory's weights without reading them (size + mtime)."""
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the cached graphs (for keys and manifests)."""
+    return {d: _version(d) for d in LIBRARIES}
+
+
+def memo_file(cache_dir: Path) -> Path:
+    """Where source-file hashes are remembered (by stat identity) between runs."""
+    return Path(cache_dir) / "onnx" / "source-sha256.json"
+
+
+def model_identity(model_dir: Path, memo: Path | None = None) -> dict[str, str]:
+    """sha256 of every file of a model directory that can change the export (weights, config,
+    tokenizer): its content, not its path or dates, names the model."""
     model_dir = Path(model_dir).resolve()
-    config = model_dir / "config.json"
-    if not config.is_file():
+    if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
-    weights = {
-        p.name: [p.stat().st_size, p.stat().st_mtime_ns]
-        for p in sorted(model_dir.iterdir())
-        if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)
-    }
     return {
-        "path": str(model_dir),
-        "config": hashlib.sha256(config.read_bytes()).hexdigest(),
-        "weights": weights,
+        p.name: memo_sha256(p, memo)
+        for p in sorted(model_dir.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name.endswith(SOURCE_SUFFIXES)
     }
 
 
-def export_key(model_dir: Path, pooling: str = "mean", normalize: bool = True, opset: int = 17) -> str:
-    """Short hash of everything the exported graph depends on. Cheap: imports no torch."""
+def export_identity(
+    model_dir: Path, pooling: str = "mean", normalize: bool = True, opset: int = 17, memo: Path | None = None
+) -> dict[str, Any]:
+    """Everything the exported graph depends on, and the key derived from it. Imports no torch."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
     payload = {
-        "model": model_identity(model_dir),
-        "pooling": pooling,
-        "normalize": bool(normalize),
-        "opset": int(opset),
-        "format": EXPORT_FORMAT,
-        "versions": {d: _version(d) for d in LIBRARIES},
+        "model": model_identity(model_dir, memo),
+        "recipe": {"pooling": pooling, "normalize": bool(normalize), "opset": int(opset), "format": EXPORT_FORMAT},
+        "versions": library_versions(),
     }
-    blob = json.dumps(payload, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return {"key": key_of(payload), **payload}
 
 
-def export_path(
-    model_dir: Path, cache_dir: Path, pooling: str = "mean", normalize: bool = True, opset: int = 17
-) -> Path:
-    """Where the cached export for these settings lives (whether or not it exists yet)."""
-    return Path(cache_dir) / "onnx" / f"{export_key(model_dir, pooling, normalize, opset)}.onnx"
+def export_key(model_dir: Path, pooling: str = "mean", normalize: bool = True, opset: int = 17) -> str:
+    """The content-derived cache key of an export (see ``export_identity``)."""
+    return str(export_identity(model_dir, pooling, normalize, opset)["key"])
 
 
 def _wrapper(model, pooling: str, normalize: bool):
@@ -140,55 +145,33 @@ def _export(model_dir: Path, target: Path, pooling: str, normalize: bool, opset:
         )
 
 
+def export_cached(
+    model_dir: Path,
+    cache_dir: Path,
+    pooling: str = "mean",
+    normalize: bool = True,
+    opset: int = 17,
+    logger: Any = None,
+) -> Cached:
+    """The verified cached export of ``model_dir`` (exported first when absent or refused).
+
+    The legacy TorchScript exporter (``dynamo=False``) is used: it works offline in torch 2.13
+    without onnxscript."""
+    model_dir = Path(model_dir).resolve()
+    identity = export_identity(model_dir, pooling, normalize, opset, memo_file(cache_dir))
+    target = Path(cache_dir) / "onnx" / f"{identity['key']}.onnx"
+
+    def build(tmp: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        _export(model_dir, tmp, pooling, normalize, opset)
+        log.info("exported %s to %s in %.1f s", model_dir, target, time.perf_counter() - started)
+        return {"source": str(model_dir)}
+
+    return cached_build(target, identity, build, logger)
+
+
 def export_encoder(
     model_dir: Path, cache_dir: Path, pooling: str = "mean", normalize: bool = True, opset: int = 17
 ) -> Path:
-    """Return the cached ONNX export of ``model_dir``, exporting it first if the key is new.
-
-    The legacy TorchScript exporter (``dynamo=False``) is used: it works offline in torch 2.13
-    without onnxscript. The file is written to a temporary name and moved into place, so a
-    crash or a concurrent run never leaves a half-written graph under the final name.
-    """
-    model_dir = Path(model_dir).resolve()
-    target = export_path(model_dir, cache_dir, pooling, normalize, opset)
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.onnx")
-    started = time.perf_counter()
-    try:
-        _export(model_dir, tmp, pooling, normalize, opset)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("exported %s to %s in %.1f s", model_dir, target, time.perf_counter() - started)
-    return target
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape the cached graphs (for keys and metadata)."""
-    return {d: _version(d) for d in LIBRARIES}
-
-
-def file_identity(path: Path) -> str:
-    """A ready .onnx file's identity (path, size, mtime): cheap, changes when the file does."""
-    stat = Path(path).stat()
-    return hashlib.sha256(f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-
-
-def variant_path(cache_dir: Path, base_key: str, device: str, precision: str, recipe: int) -> Path:
-    """Where a rewritten graph (fusions, int8, fp16) of a base graph lives in the cache."""
-    versions = hashlib.sha256(json.dumps(library_versions(), sort_keys=True).encode()).hexdigest()[:8]
-    return Path(cache_dir) / "onnx" / f"{base_key}-{device}-{precision}-r{recipe}-{versions}.onnx"
-
-
-def atomic_build(target: Path, build) -> Path:
-    """Call ``build(tmp_path)`` and move the result to ``target``; never leaves half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.onnx")
-    try:
-        build(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    """Path of the verified cached export of ``model_dir`` (see ``export_cached``)."""
+    return export_cached(model_dir, cache_dir, pooling, normalize, opset).path

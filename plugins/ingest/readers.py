@@ -43,8 +43,20 @@ def find_table(directory: Path, name: str) -> Path | None:
     part files (e.g. one file per day of interactions), or None."""
     found = next((p for p in table_candidates(directory, name) if p.is_file()), None)
     if found is None and part_files(directory / name):
+        check_table_folder(directory, directory / name, name)
         return directory / name
     return found
+
+
+def check_table_folder(directory: Path, folder: Path, table: str) -> None:
+    """Refuse a table folder that is the dataset directory itself or a folder above it (a link
+    such as ``interactions -> .``): its "parts" would be the other tables' files."""
+    target, home = folder.resolve(), directory.resolve()
+    if target == home or home.is_relative_to(target):
+        raise DataContractError(
+            f"{table}: folder {folder} resolves to {target}, the dataset directory or a folder above it"
+            f" (a link loop?); a table folder must hold only {table} part files"
+        )
 
 
 def part_files(folder: Path) -> list[Path]:

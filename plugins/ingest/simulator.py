@@ -80,16 +80,16 @@ class SimulatorConfig(PluginConfig):
         "effect, a hidden confounder, a continuous outcome (see causalrec_plugins.ingest.scenarios).",
     )
     seed: int = Field(default=7, description="Seed of the world: same seed, same data.")
-    n_users: int = Field(default=1500, description="Number of users.")
-    n_items: int = Field(default=240, description="Number of items.")
-    n_topics: int = Field(default=6, description="Number of item topics (at most 8).")
-    pairs_per_user: int = Field(default=40, description="Logged (user, item) candidate pairs per user.")
-    test_pairs_per_user: int = Field(default=10, description="Pairs per user in the randomized test slice.")
+    n_users: int = Field(default=1500, ge=2, description="Number of users.")
+    n_items: int = Field(default=240, ge=2, description="Number of items.")
+    n_topics: int = Field(default=6, ge=1, le=8, description="Number of item topics (at most 8).")
+    pairs_per_user: int = Field(default=40, ge=1, description="Logged (user, item) candidate pairs per user.")
+    test_pairs_per_user: int = Field(default=10, ge=0, description="Pairs per user in the randomized test slice.")
     confounding: float = Field(
-        default=1.0, description="Scales how strongly the logging policy follows what drives the outcome."
+        default=1.0, ge=0, description="Scales how strongly the logging policy follows what drives the outcome."
     )
     effect_scale: float = Field(default=1.0, description="Scales the true effect of exposure.")
-    days: int = Field(default=14, description="Days over which interaction timestamps are spread.")
+    days: int = Field(default=14, ge=1, description="Days over which interaction timestamps are spread.")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

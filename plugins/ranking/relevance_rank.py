@@ -47,18 +47,25 @@ class RelevanceParams(TopKConfig):
         default=True,
         description="Augment the factors with user attributes and item attributes and text embeddings.",
     )
-    mf_dim: int = Field(default=16, description="Latent dimension of the relevance model.")
-    mf_epochs: int = Field(default=300, description="Most full-batch epochs (early-stopped on the validation split).")
-    mf_lr: float = Field(default=0.03, description="Adam learning rate of the relevance model.")
+    mf_dim: int = Field(default=16, ge=1, description="Latent dimension of the relevance model.")
+    mf_epochs: int = Field(
+        default=300, ge=1, description="Most full-batch epochs (early-stopped on the validation split)."
+    )
+    mf_lr: float = Field(default=0.03, gt=0, description="Adam learning rate of the relevance model.")
     mf_weight_decay: list[float] = Field(
         default=[0.03, 0.1, 0.3, 1.0],
         description="Candidate L2 strengths of the id factors; the validation split picks one (one value: no search).",
     )
-    mf_side_decay: float = Field(default=0.01, description="L2 strength of the side-feature weights.")
+    mf_side_decay: float = Field(default=0.01, ge=0, description="L2 strength of the side-feature weights.")
     validation_share: float = Field(
-        default=0.15, description="Share of each user's training rows held out to choose the L2 strength and epochs."
+        default=0.15,
+        ge=0,
+        lt=1,
+        description="Share of each user's training rows held out to choose the L2 strength and epochs.",
     )
-    propensity_clip: float = Field(default=0.02, description="Propensities are clipped to [c, 1] (and [c, 1-c]).")
+    propensity_clip: float = Field(
+        default=0.02, ge=0, lt=0.5, description="Propensities are clipped to [c, 1] (and [c, 1-c])."
+    )
     seed: int = Field(default=0, description="Seed of the models and of the validation split.")
 
 

@@ -1,13 +1,15 @@
 """The built-in validate plugin: one Great Expectations 1.x suite per canonical table.
 
-The suite encodes the data contract of docs/plugins.md (schema, nulls, key uniqueness, value ranges,
-referential integrity); GX runs it on the table and every verdict is turned into an
+The suite encodes the data contract of docs/plugins.md (schema, nulls, key uniqueness, value ranges:
+finite numeric outcomes, timestamps in [1970, 2200), referential integrity, minimum sizes of the
+training rows); GX runs it on the table and every verdict is turned into an
 ``ExpectationOutcome`` that names the table, the column, the count and sample bad values.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +19,14 @@ import polars as pl
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from pydantic import Field
 
-from causalrec_assets.contracts import KEY_COLUMNS, REQUIRED_COLUMNS, SPLITS
+from causalrec_assets.contracts import (
+    EPOCH_SECONDS_MAX,
+    KEY_COLUMNS,
+    REQUIRED_COLUMNS,
+    SPLITS,
+    TIMESTAMP_MAX,
+    TIMESTAMP_MIN,
+)
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
 from causalrec_assets.stages.validate.protocol import ExpectationOutcome, ValidatePlugin, ValidationOutcome
 
@@ -26,6 +35,11 @@ NUMERIC_TYPES: list[str] = [
     *(f"{p}{b}" for p in ("int", "uint", "Int", "UInt") for b in (8, 16, 32, 64)),
     *("float32", "float64", "Float32", "Float64", "int", "float"),
 ]
+
+FLOAT_MAX = sys.float_info.max
+NUMBER_TEXT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"  # what reads as a number
+MIN_DISTINCT = 2  # users, items of the training rows
+SAMPLE_POOL = 20  # bad values fetched per value shown
 
 # interactions columns whose values must be found in another table's key: column -> table
 REFERENCES: dict[str, str] = {"user_id": "users", "item_id": "items"}
@@ -37,6 +51,7 @@ def build_suite(
     *,
     columns: Collection[str] | None = None,
     allowed_splits: Sequence[str] = SPLITS,
+    schema: Mapping[str, pl.DataType] | None = None,
 ) -> gx.ExpectationSuite:
     """The contract of ``table`` as a GX suite.
 
@@ -44,14 +59,18 @@ def build_suite(
     required column that is absent only ``expect_column_to_exist`` is kept, so a missing column
     gives one clear failure instead of a cascade of GX errors; ``split`` is checked only if present.
     Referential checks take their value sets from ``tables["users"]`` / ``tables["items"]``.
+    ``schema`` (default: ``tables[table]``'s) picks the range checks that fit each column's type.
     """
     if columns is None and table in tables:
         columns = tables[table].columns
+    if schema is None:
+        schema = dict(tables[table].schema) if table in tables else {}
     present = set(columns) if columns is not None else set(REQUIRED_COLUMNS.get(table, ())) | {"split"}
     required = REQUIRED_COLUMNS.get(table, ())
     exps: list[gxe.Expectation] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
     exps += [gxe.ExpectColumnToExist(column=c, meta={"detail": "required column is missing"}) for c in required]
-    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in required if c in present]
+    missing = {"detail": "missing values (null, or NaN)"}
+    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c, meta=missing) for c in required if c in present]
     key = KEY_COLUMNS.get(table)
     if key in present:
         exps.append(gxe.ExpectColumnValuesToBeUnique(column=key, meta={"detail": "duplicated key"}))
@@ -64,8 +83,12 @@ def build_suite(
                     column="outcome", type_list=NUMERIC_TYPES, meta={"detail": "outcome must be numeric"}
                 )
             )
+            exps += outcome_values(schema.get("outcome"))
+        if "timestamp" in present:
+            exps += timestamp_range(schema.get("timestamp"))
         if "split" in present:
             exps.append(gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(allowed_splits)))
+        exps += minimum_sizes(present, schema.get("exposure"))
         for col, owner in REFERENCES.items():
             other = tables.get(owner)
             if col in present and other is not None and col in other.columns:
@@ -78,10 +101,72 @@ def build_suite(
     return gx.ExpectationSuite(name=f"causalrec.{table}", expectations=exps)
 
 
+def outcome_values(dtype: pl.DataType | None) -> list[gxe.Expectation]:
+    """Outcomes are finite numbers: ``inf`` would count as a positive, text cannot be averaged."""
+    if dtype is not None and dtype.is_numeric():
+        finite = "outcome must be a finite number (inf and -inf are refused)"
+        return [
+            gxe.ExpectColumnValuesToBeBetween(
+                column="outcome", min_value=-FLOAT_MAX, max_value=FLOAT_MAX, meta={"detail": finite}
+            )
+        ]
+    if dtype == pl.String:
+        text = "outcome must be numeric (0/1, or a rating), not text"
+        return [gxe.ExpectColumnValuesToMatchRegex(column="outcome", regex=NUMBER_TEXT, meta={"detail": text})]
+    return []
+
+
+def timestamp_range(dtype: pl.DataType | None) -> list[gxe.Expectation]:
+    """Timestamps lie in [1970, 2200): seconds since 1970 as numbers, or datetimes."""
+    if dtype is not None and dtype.is_numeric():
+        low, high, unit = 0, EPOCH_SECONDS_MAX, "seconds since 1970-01-01 UTC"
+    elif isinstance(dtype, pl.Datetime):
+        low, high, unit = TIMESTAMP_MIN, TIMESTAMP_MAX, "datetimes"
+    else:
+        return []
+    detail = f"timestamp out of range: {unit} from {TIMESTAMP_MIN:%Y-%m-%d} to before {TIMESTAMP_MAX:%Y-%m-%d}"
+    return [
+        gxe.ExpectColumnValuesToBeBetween(
+            column="timestamp", min_value=low, max_value=high, strict_max=True, meta={"detail": detail}
+        )
+    ]
+
+
+def minimum_sizes(present: Collection[str], exposure: pl.DataType | None = None) -> list[gxe.Expectation]:
+    """What the later stages need of the training rows, checked before any of them runs: two users
+    and two items (structure and cross-fitting split by user), and some exposed rows (an all-zero
+    exposure leaves nothing to estimate; rating logs with exposure 1 everywhere are fine)."""
+    train = {"row_condition": 'split=="train"', "condition_parser": "pandas"} if "split" in present else {}
+    exps: list[gxe.Expectation] = []
+    for col in ("user_id", "item_id"):
+        if col in present:
+            detail = f"the training rows need at least {MIN_DISTINCT} distinct {col} values"
+            exps.append(
+                gxe.ExpectColumnUniqueValueCountToBeBetween(
+                    column=col, min_value=MIN_DISTINCT, meta={"detail": detail}, **train
+                )
+            )
+    if "exposure" in present and exposure is not None and (exposure.is_numeric() or exposure == pl.Boolean):
+        detail = "no training row has exposure = 1: nothing was shown, so no effect can be estimated"
+        exps.append(gxe.ExpectColumnMaxToBeBetween(column="exposure", min_value=1, meta={"detail": detail}, **train))
+    return exps
+
+
 def _plain(value: Any) -> Any:
     """A sample value as a plain Python object (numpy scalars unwrapped, NaN shown as None)."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
     value = value.item() if hasattr(value, "item") else value
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def distinct(values: list[Any]) -> list[Any]:
+    """``values`` without repeats, in order (compared by equality, so unhashable values work too)."""
+    seen: list[Any] = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
 
 
 def _outcome(result: Any, sample_size: int) -> ExpectationOutcome:
@@ -92,7 +177,7 @@ def _outcome(result: Any, sample_size: int) -> ExpectationOutcome:
     if not result.success:
         notes.append((config.meta or {}).get("detail", ""))
         if "observed_value" in info:
-            notes.append(f"observed {info['observed_value']!r}")
+            notes.append(f"observed {_plain(info['observed_value'])!r}")
         if (result.exception_info or {}).get("raised_exception"):
             notes.append(f"GX error: {result.exception_info.get('exception_message')}")
     return ExpectationOutcome(
@@ -100,7 +185,7 @@ def _outcome(result: Any, sample_size: int) -> ExpectationOutcome:
         column=config.kwargs.get("column"),
         success=bool(result.success),
         unexpected_count=int(info.get("unexpected_count") or 0),
-        sample=[_plain(v) for v in info.get("partial_unexpected_list") or []][:sample_size],
+        sample=distinct([_plain(v) for v in info.get("partial_unexpected_list") or []])[:sample_size],
         detail="; ".join(n for n in notes if n),
     )
 
@@ -111,7 +196,7 @@ class GreatExpectationsValidate(ValidatePlugin):
     _gx: tuple[Any, dict[str, Any]] | None = None  # (pandas datasource, batch definition per table)
 
     class Config(PluginConfig):
-        sample_size: int = Field(default=5, description="How many bad values each failure reports.")
+        sample_size: int = Field(default=5, ge=0, description="How many bad values each failure reports.")
         allowed_splits: list[str] = Field(
             default=list(SPLITS), description="Values the interactions' optional split column may take."
         )
@@ -132,9 +217,12 @@ class GreatExpectationsValidate(ValidatePlugin):
         self, table: str, frame: pl.DataFrame, tables: Mapping[str, pl.DataFrame], context: PluginContext
     ) -> ValidationOutcome:
         cfg = self.config
-        suite = build_suite(table, tables, columns=frame.columns, allowed_splits=cfg.allowed_splits)
+        suite = build_suite(
+            table, tables, columns=frame.columns, allowed_splits=cfg.allowed_splits, schema=dict(frame.schema)
+        )
         batch = self._batch_definition(table).get_batch(batch_parameters={"dataframe": frame.to_pandas()})
-        fmt = {"result_format": "SUMMARY", "partial_unexpected_count": max(cfg.sample_size, 1)}
+        # more bad values than shown, so the sample can show distinct ones ('no' and 'yes', not 'no' five times)
+        fmt = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_POOL * max(cfg.sample_size, 1)}
         report = batch.validate(suite, result_format=fmt)
         results = [_outcome(r, cfg.sample_size) for r in report.results]
         outcome = ValidationOutcome(table=table, row_count=frame.height, results=results)

@@ -9,7 +9,6 @@ behaves: ``warn`` checks are non-blocking and a refuted headline is flagged on
 ``recommendations``; ``block`` checks are blocking and fail with ERROR severity.
 """
 
-import math
 import time
 from typing import Any
 
@@ -86,10 +85,17 @@ REFUTATION_SPECS = [
 ]
 
 
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4) if math.isfinite(value) else str(value)
-    return value
+def known_true_ate(context: dg.AssetExecutionContext) -> float | None:
+    """The true ATE where the dataset knows it (a simulated world): ``true_ate`` on the
+    ``ground_truth`` materialization that the ingest run of the current ``users`` made, read from
+    the instance's event log; None for data without a truth."""
+    prefix = context.asset_key_for_input("causal_variables").path[:-1]
+    latest = context.instance.get_latest_materialization_event
+    truth, users = latest(dg.AssetKey([*prefix, "ground_truth"])), latest(dg.AssetKey([*prefix, "users"]))
+    if truth is None or users is None or truth.run_id != users.run_id or truth.asset_materialization is None:
+        return None
+    value = truth.asset_materialization.metadata.get("true_ate")
+    return float(value.value) if value is not None and isinstance(value.value, int | float) else None
 
 
 @dg.asset(group_name="effects", owners=OWNERS, kinds={"econml", "pgmpy"}, check_specs=REFUTATION_SPECS)
@@ -109,7 +115,7 @@ def treatment_effects(
     start = time.perf_counter()
     table = plugin.estimate(inputs, pctx)
     estimate_seconds = time.perf_counter() - start
-    diagnostics = {k: _rounded(v) for k, v in plugin.diagnostics().items()}
+    diagnostics = md.rounded(dict(plugin.diagnostics()))
     cfg = config.refutation
     start = time.perf_counter()
     outcomes = run_refutations(
@@ -125,20 +131,19 @@ def treatment_effects(
     )
     refuted = [o for o in outcomes if not o.passed]
     ates = table.filter(pl.col("estimand") == "ATE")
-    meta: dict[str, Any] = {"plugin": config.plugin}  # type: ignore[attr-defined]
+    meta: dict[str, Any] = {}
     if not ates.is_empty():
         head = ates.row(0, named=True)
-        meta |= {
-            "headline_ate": _rounded(head["estimate"]),
-            "headline_estimator": head["estimator"],
-            "ci": f"[{head['ci_low']:.4f}, {head['ci_high']:.4f}]",
-        }
+        meta |= md.effect_metadata(head["estimate"], head["ci_low"], head["ci_high"], known_true_ate(context))
+        meta["headline_estimator"] = head["estimator"]
+    meta |= md.plugin_metadata("effects", config.plugin)  # type: ignore[attr-defined]
     meta |= {
         **diagnostics,
         REFUTED: "; ".join(f"{o.name} ({o.cause or 'failed'})" for o in refuted) or "no",
-        "estimate_seconds": round(estimate_seconds, 2),
-        "refutation_seconds": round(time.perf_counter() - start, 2),
-        "estimates": md.markdown(ates),
+        "estimate_seconds": md.rounded(estimate_seconds),
+        "refutation_seconds": md.rounded(time.perf_counter() - start),
+        "estimates": md.table(ates),
+        **md.table_metadata(table, preview=0),
     }
     yield dg.Output(table, metadata=meta)
     severity = dg.AssetCheckSeverity.ERROR if BLOCKING else dg.AssetCheckSeverity.WARN
@@ -150,5 +155,5 @@ def treatment_effects(
             passed=outcome.passed,
             severity=severity,
             description=outcome.message,
-            metadata=outcome.metadata(),
+            metadata=md.rounded(outcome.metadata()),
         )

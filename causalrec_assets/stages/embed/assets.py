@@ -8,11 +8,13 @@ each fills the store, after which ``item_embeddings`` only assembles.
 """
 
 import time
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from causalrec_assets import embeddings as emb
+from causalrec_assets import metadata as md
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
@@ -24,11 +26,13 @@ EMBED_SHARDS = current_settings().embed_shards
 shard_partitions = dg.StaticPartitionsDefinition([str(i) for i in range(EMBED_SHARDS)])
 
 
-def _runtime_metadata(plugin) -> dict[str, str]:
-    return {k: str(v) for k, v in plugin.describe_runtime().items()}
+def _runtime_metadata(plugin) -> dict[str, Any]:
+    """The plugin's runtime facts, numbers rounded; its ``dim`` is the asset's ``dimension``."""
+    facts = plugin.describe_runtime()
+    return {k: md.rounded(v) if isinstance(v, int | float) else str(v) for k, v in facts.items() if k != "dim"}
 
 
-@dg.asset(group_name="embed", owners=OWNERS, compute_kind="onnxruntime", required_resource_keys={"onnx_runtime"})
+@dg.asset(group_name="embed", owners=OWNERS, kinds={"onnxruntime"}, required_resource_keys={"onnx_runtime"})
 def item_embeddings(context: dg.AssetExecutionContext, config: EmbedStageConfig, items: pl.DataFrame):  # type: ignore[valid-type]
     """Item text embedded by the embed plugin (items without text: their attributes, see
     ``embeddings.item_texts``); only texts not embedded before under this model key are computed."""
@@ -46,8 +50,9 @@ def item_embeddings(context: dg.AssetExecutionContext, config: EmbedStageConfig,
     return dg.Output(
         frame,
         metadata={
-            "plugin": config.plugin,
+            **md.plugin_metadata("embed", config.plugin),  # type: ignore[attr-defined]
             "dagster/row_count": frame.height,
+            "dagster/column_schema": md.column_schema(frame),
             "dimension": int(frame.schema["embedding"].size) if frame.height else 0,
             "items_without_text": emb.count_missing_text(items),
             **stats.metadata(),
@@ -60,7 +65,7 @@ def item_embeddings(context: dg.AssetExecutionContext, config: EmbedStageConfig,
 def user_embeddings(interactions: pl.DataFrame, item_embeddings: pl.DataFrame) -> dg.Output:
     """Each user's mean item embedding over what they engaged with in the training log."""
     frame, engaged_users = emb.user_profiles(train_rows(interactions), item_embeddings)
-    return dg.Output(frame, metadata={"dagster/row_count": frame.height, "users_with_engagement": engaged_users})
+    return dg.Output(frame, metadata={**md.table_metadata(frame, preview=0), "users_with_engagement": engaged_users})
 
 
 @dg.op(

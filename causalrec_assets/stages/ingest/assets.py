@@ -11,55 +11,78 @@ import dagster as dg
 import polars as pl
 
 from causalrec_assets import metadata as md
-from causalrec_assets.contracts import harmonise_id_types
+from causalrec_assets.contracts import (
+    Log,
+    cap_texts,
+    check_reserved_columns,
+    harmonise_id_types,
+    one_row_per_pair,
+    parse_timestamps,
+)
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.partitions import interaction_days, rows_of_day
-from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_assets.stage_config import check_run_config, plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.ingest.protocol import Dataset, IngestPlugin
+from causalrec_resources.settings import current_settings
 
 IngestStageConfig = stage_config_class("ingest")
 
 INTERACTIONS_DESCRIPTION = "The log: user_id, item_id, exposure, outcome, timestamp, split."
 TABLE_OUTS = {
-    "users": dg.AssetOut(description="One row per user: user_id and attributes.", group_name="ingest", owners=OWNERS),
+    "users": dg.AssetOut(
+        description="One row per user: user_id and attributes.", group_name="ingest", owners=OWNERS, kinds={"polars"}
+    ),
     "items": dg.AssetOut(
-        description="One row per item: item_id, text, attributes.", group_name="ingest", owners=OWNERS
+        description="One row per item: item_id, text, attributes.", group_name="ingest", owners=OWNERS, kinds={"polars"}
     ),
     "ground_truth": dg.AssetOut(
         description="Simulated worlds only: the true DAG, confounders and ATE.",
         group_name="ingest",
         owners=OWNERS,
         is_required=False,
+        kinds={"polars"},
     ),
     "true_uplift": dg.AssetOut(
         description="Simulated worlds only: the true uplift of every (user, item) pair.",
         group_name="ingest",
         owners=OWNERS,
         is_required=False,
+        kinds={"polars"},
     ),
 }
 
 
 def load_dataset(context, config) -> tuple[Dataset, dict]:
     """Run the configured ingest plugin; the dataset with harmonised id types, and metadata."""
+    check_run_config(context.job_def, context.run_config)
     plugin = plugin_from_config(IngestPlugin, config, context.log)
     start = time.perf_counter()
     data = plugin.load(plugin_context(context))
-    data.users, data.items, data.interactions = harmonise_id_types(data.users, data.items, data.interactions)
+    data.users, data.items, data.interactions = normalise(data, context.log)
     source = {
-        "plugin": config.plugin,
+        **md.plugin_metadata("ingest", config.plugin),
         "plugin_class": type(plugin).__name__,
         "dataset": data.name,
-        "seconds": round(time.perf_counter() - start, 3),
+        "seconds": md.rounded(time.perf_counter() - start),
     }
     return data, source
+
+
+def normalise(data: Dataset, log: Log) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Every plugin's tables under the contract's ingest rules (README, "Data contract"): reserved
+    names refused, ids of one type, ISO timestamps parsed, texts capped, one row per pair."""
+    check_reserved_columns(data.users, data.items)
+    users, items, interactions = harmonise_id_types(data.users, data.items, data.interactions)
+    items = cap_texts(items, current_settings().max_text_chars, log)
+    interactions = one_row_per_pair(parse_timestamps(interactions, log), log)
+    return users, items, interactions
 
 
 def table_outputs(data: Dataset, source: dict) -> Iterator[dg.Output]:
     yield dg.Output(data.users, "users", metadata={**source, **md.table_metadata(data.users)})
     yield dg.Output(data.items, "items", metadata={**source, **md.table_metadata(data.items)})
     if data.truth is not None:
-        yield dg.Output(data.truth.as_json(), "ground_truth", metadata={"true_ate": data.truth.ate})
+        yield dg.Output(data.truth.as_json(), "ground_truth", metadata={"true_ate": md.rounded(data.truth.ate)})
         yield dg.Output(data.truth.uplift, "true_uplift", metadata=md.table_metadata(data.truth.uplift, preview=False))
 
 
@@ -70,11 +93,12 @@ def build_ingest_assets(daily: bool) -> list[dg.AssetsDefinition]:
         @dg.multi_asset(
             outs={
                 **TABLE_OUTS,
-                "interactions": dg.AssetOut(description=INTERACTIONS_DESCRIPTION, group_name="ingest", owners=OWNERS),
+                "interactions": dg.AssetOut(
+                    description=INTERACTIONS_DESCRIPTION, group_name="ingest", owners=OWNERS, kinds={"polars"}
+                ),
             },
             can_subset=False,
             name="ingest",
-            compute_kind="polars",
         )
         def ingest(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
             """Read the dataset chosen by CAUSALREC_DATA (or the run config) into the canonical tables."""
@@ -86,7 +110,7 @@ def build_ingest_assets(daily: bool) -> list[dg.AssetsDefinition]:
 
         return [ingest]
 
-    @dg.multi_asset(outs=TABLE_OUTS, can_subset=False, name="ingest", compute_kind="polars")
+    @dg.multi_asset(outs=TABLE_OUTS, can_subset=False, name="ingest")
     def ingest_tables(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
         """Read the users and items of the dataset chosen by CAUSALREC_DATA (or the run config)."""
         data, source = load_dataset(context, config)
@@ -99,7 +123,7 @@ def build_ingest_assets(daily: bool) -> list[dg.AssetsDefinition]:
         description=INTERACTIONS_DESCRIPTION + " Partitioned by the day of the timestamp.",
         group_name="ingest",
         owners=OWNERS,
-        compute_kind="polars",
+        kinds={"polars"},
     )
     def interactions(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
         """Days of the log (the run's partition keys; a backfill reads the dataset once)."""

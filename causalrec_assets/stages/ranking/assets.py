@@ -9,7 +9,7 @@ import polars as pl
 from causalrec_assets import metadata as md
 from causalrec_assets.contracts import with_default_split
 from causalrec_assets.encoding import VariableEncoding
-from causalrec_assets.evaluation import evaluate, evaluation_plot
+from causalrec_assets.evaluation import TARGET_NOTES, evaluate, evaluation_plot, evaluation_report, ranking_target
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.effects.assets import REFUTED
@@ -17,18 +17,21 @@ from causalrec_assets.stages.ranking.inputs import ranking_inputs
 from causalrec_assets.stages.ranking.protocol import RankingPlugin
 
 RankingStageConfig = stage_config_class("ranking")
+RANKING_KINDS = {"econml", "pgmpy"}
 
 
 @dg.multi_asset(
     outs={
         "recommendations": dg.AssetOut(
-            description="Top-K items per user: user_id, item_id, rank, score.", group_name="ranking", owners=OWNERS
+            description="Top-K items per user: user_id, item_id, rank, score.",
+            group_name="ranking",
+            owners=OWNERS,
+            kinds=RANKING_KINDS,
         ),
         "test_scores": dg.AssetOut(
-            description="A score for every split = test pair.", group_name="ranking", owners=OWNERS
+            description="A score for every split = test pair.", group_name="ranking", owners=OWNERS, kinds=RANKING_KINDS
         ),
     },
-    compute_kind="pgmpy",
 )
 def ranking(
     context: dg.AssetExecutionContext,
@@ -47,7 +50,8 @@ def ranking(
     )
     start = time.perf_counter()
     out = plugin.rank(inputs, plugin_context(context))
-    seconds = round(time.perf_counter() - start, 2)
+    made_by = md.plugin_metadata("ranking", config.plugin)  # type: ignore[attr-defined]
+    seconds = md.rounded(time.perf_counter() - start)
     refuted = refutation_verdict(context)
     if refuted == UNKNOWN:
         context.log.info("this instance has no record of treatment_effects' refutation checks")
@@ -57,15 +61,14 @@ def ranking(
         out.recommendations,
         "recommendations",
         metadata={
-            "plugin": config.plugin,
-            "dagster/row_count": out.recommendations.height,
+            **made_by,
             "users": out.recommendations["user_id"].n_unique(),
             "seconds": seconds,
             "headline_refuted": refuted,
-            "preview": md.markdown(out.recommendations.head(15)),
+            **md.table_metadata(out.recommendations, preview=15),
         },
     )
-    yield dg.Output(out.test_scores, "test_scores", metadata={"dagster/row_count": out.test_scores.height})
+    yield dg.Output(out.test_scores, "test_scores", metadata={**made_by, **md.table_metadata(out.test_scores)})
 
 
 UNKNOWN = "unknown (no refutation recorded)"
@@ -80,17 +83,28 @@ def refutation_verdict(context: dg.AssetExecutionContext) -> str:
     return str(value.value) if value is not None else UNKNOWN
 
 
-@dg.asset(group_name="ranking", owners=OWNERS)
+@dg.asset(group_name="ranking", owners=OWNERS, kinds={"scikit-learn"})
 def evaluation(interactions: pl.DataFrame, test_scores: pl.DataFrame) -> dg.Output:
     """Ranking quality on the randomized test slice (when the data has one): AUC, NDCG@5 and
-    recall@5 at each relevance threshold and convention, MSE/MAE, AUUC and Qini."""
+    recall@5 at each relevance threshold and convention, MSE/MAE, AUUC and Qini, each beside
+    what random scores and an oracle would get, and which of them fit the ranking: AUUC and Qini
+    judge an uplift ranking (which does not aim at relevance, so its AUC may sit near 0.5); AUC,
+    NDCG and recall judge a relevance ranking. The Qini plot is the ``plot`` row of the metadata."""
     interactions = with_default_split(interactions)
     table = evaluate(interactions, test_scores)
-    meta: dict = {r["metric"]: float(r["value"]) for r in table.iter_rows(named=True) if r["value"] is not None}
-    meta["table"] = md.markdown(table, rows=60)
+    target = ranking_target(interactions)
+    report = evaluation_report(interactions, test_scores, table)
     picture = evaluation_plot(interactions, test_scores, table)
+    meta: dict = {
+        "ranking_target": target,
+        "metrics_that_fit": ", ".join(report.filter(pl.col("fits_ranking"))["metric"]) or "none",
+        "why": TARGET_NOTES[target],
+    }
     if picture is not None:
         meta["plot"] = dg.MetadataValue.md(f"![evaluation](data:image/png;base64,{base64.b64encode(picture).decode()})")
     else:
         meta["note"] = "no split = test rows: nothing to evaluate on"
+    meta["table"] = md.table(report, rows=60)
+    meta |= {r["metric"]: md.rounded(float(r["value"])) for r in table.iter_rows(named=True) if r["value"] is not None}
+    meta |= md.table_metadata(table, preview=0)
     return dg.Output(table, metadata=meta)

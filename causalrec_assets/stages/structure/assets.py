@@ -24,23 +24,19 @@ from causalrec_resources.variables import CausalVariablesResource
 StructureStageConfig = stage_config_class("structure")
 
 
-@dg.asset(group_name="structure", owners=OWNERS, compute_kind="scikit-learn")
+@dg.asset(group_name="structure", owners=OWNERS, kinds={"scikit-learn"})
 def item_topics(variable_settings: CausalVariablesResource, item_embeddings: pl.DataFrame) -> dg.Output:
     """Clusters of the item embeddings: the ``item_topic`` variable."""
     topics = cluster_topics(item_embeddings, k=variable_settings.n_topics or None, seed=variable_settings.seed)
     sizes = topics.group_by("item_topic").len().sort("item_topic")
     return dg.Output(
         topics,
-        metadata={
-            "dagster/row_count": topics.height,
-            "topics": sizes.height,
-            "sizes": md.markdown(sizes),
-        },
+        metadata={**md.table_metadata(topics, preview=0), "topics": sizes.height, "sizes": md.table(sizes)},
     )
 
 
-def _out(description: str) -> dg.AssetOut:
-    return dg.AssetOut(description=description, group_name="structure", owners=OWNERS)
+def _out(description: str, kinds: set[str] | None = None) -> dg.AssetOut:
+    return dg.AssetOut(description=description, group_name="structure", owners=OWNERS, kinds=kinds)
 
 
 @dg.multi_asset(
@@ -83,19 +79,19 @@ def variables(
     encoding, table, features = encoded.encoding, encoded.variables, encoded.features
     encoder, featurizer = encoding.encoder, encoding.featurizer
     meta = {
-        "dagster/row_count": table.height,
+        **md.table_metadata(table, preview=0),
         "variables": ", ".join(table.columns),
         "left_out": md.markdown_dict(encoder.skipped) if encoder.skipped else "none",
-        "outcome_threshold": encoder.outcome_threshold,
+        "outcome_threshold": md.rounded(encoder.outcome_threshold),
     }
     if AFFINITY in table.columns:
-        meta["affinity_levels"] = md.markdown(table.group_by(AFFINITY).len().sort(AFFINITY))
+        meta["affinity_levels"] = md.table(table.group_by(AFFINITY).len().sort(AFFINITY))
     yield dg.Output(table, "causal_variables", metadata=meta)
     yield dg.Output(
         features,
         "pair_features",
         metadata={
-            "dagster/row_count": features.height,
+            **md.table_metadata(features, preview=0),
             "features": len(featurizer.feature_names),
             "categorical": ", ".join(c for c in featurizer.feature_names if features.schema[c].is_integer()) or "none",
             "left_out": md.markdown_dict(featurizer.skipped_) if featurizer.skipped_ else "none",
@@ -122,10 +118,14 @@ def effect_evidence(variables: pl.DataFrame, adjust: list[str]) -> str:
 
 @dg.multi_asset(
     outs={
-        "causal_graph": _out("The learned DAG (JSON: nodes, edges, per-edge bootstrap stability, adjustment set)."),
-        "bayesian_network": _out("The fitted network's CPDs (variable, state, parents, probability)."),
+        "causal_graph": _out(
+            "The learned DAG (JSON: nodes, edges, per-edge bootstrap stability, adjustment set). Its picture is "
+            "the `graph` row of the metadata below (**[Show Markdown]**): exposure and outcome purple, the "
+            "adjustment set orange, edges pale to dark blue with their stability, dashed when unstable.",
+            {"pgmpy"},
+        ),
+        "bayesian_network": _out("The fitted network's CPDs (variable, state, parents, probability).", {"pgmpy"}),
     },
-    compute_kind="pgmpy",
 )
 def structure(context: dg.AssetExecutionContext, config: StructureStageConfig, causal_variables: pl.DataFrame):  # type: ignore[valid-type]
     """Structure learning under tiers (attributes → exposure → outcome, nothing into
@@ -134,14 +134,15 @@ def structure(context: dg.AssetExecutionContext, config: StructureStageConfig, c
     learned = learn_graph(plugin, causal_variables, plugin_context(context))
     network = fit_network(causal_variables, learned.edges)
     graph = learned.document()
+    made_by = md.plugin_metadata("structure", config.plugin)  # type: ignore[attr-defined]
     yield dg.Output(
         graph,
         "causal_graph",
-        metadata={"plugin": config.plugin, **graph_metadata(learned, causal_variables, graph)},  # type: ignore[attr-defined]
+        metadata={**graph_metadata(learned, causal_variables, graph), **made_by},
     )
     cpds = cpds_to_frame(network)
     yield dg.Output(
-        cpds, "bayesian_network", metadata={"dagster/row_count": cpds.height, "variables": len(graph["nodes"])}
+        cpds, "bayesian_network", metadata={**made_by, **md.table_metadata(cpds), "variables": len(graph["nodes"])}
     )
 
 
@@ -236,16 +237,17 @@ def graph_metadata(learned: LearnedGraph, variables: pl.DataFrame, graph: dict) 
     absent = sorted((e, s) for e, s in learned.stability.fractions.items() if s >= 0.5 and e not in set(edges))
     knowledge = learned.knowledge
     return {
+        "graph": graph_picture(graph),
         "edges": len(edges),
         "exposure_to_outcome": (TREATMENT, OUTCOME) in set(edges),
         "causal_paths": ", ".join(f"{a} → {b}" for a, b in sorted(causal_paths(edges, TREATMENT, OUTCOME))) or "none",
         "adjustment_set": ", ".join(adjust) or "empty",
         "exposure_to_outcome_test": effect_evidence(variables, adjust),
-        "learn_seconds": round(learned.learn_seconds, 3),
+        "learn_seconds": md.rounded(learned.learn_seconds),
         "bootstrap_resamples": learned.stability.resamples,
         "resampling": learned.settings.resampling,
         "bootstrap_failed": learned.stability.failed,
-        "bootstrap_seconds": round(learned.bootstrap_seconds, 3),
+        "bootstrap_seconds": md.rounded(learned.bootstrap_seconds),
         "unstable_edges": ", ".join(f"{a} → {b}" for a, b in unstable) or "none",
         "frequent_but_absent": ", ".join(f"{a} → {b} ({s:.2f})" for (a, b), s in absent) or "none",
         "variables_report": md.markdown_dict(learned.report) if learned.report else "nothing to report",
@@ -256,6 +258,5 @@ def graph_metadata(learned: LearnedGraph, variables: pl.DataFrame, graph: dict) 
                 "forbidden pairs": len(knowledge.forbidden),
             }
         ),
-        "graph": graph_picture(graph),
-        "edge_list": md.markdown(edge_table, rows=60),
+        "edge_list": md.table(edge_table, rows=60),
     }

@@ -83,7 +83,7 @@ def interactions_contract(
 CHECKS = [users_contract, items_contract, interactions_contract]
 
 
-@dg.asset(group_name="validate", owners=OWNERS, compute_kind="great_expectations")
+@dg.asset(group_name="validate", owners=OWNERS, kinds={"great_expectations"})
 def validation_report(
     context: dg.AssetExecutionContext,
     config: ValidateStageConfig,  # type: ignore[valid-type]
@@ -105,9 +105,11 @@ def validation_report(
     return dg.Output(
         report,
         metadata={
+            **md.plugin_metadata("validate", config.plugin),  # type: ignore[attr-defined]
             "expectations": report.height,
             "passed": passed,
             "failed": report.height - passed,
-            "report": md.markdown(report, rows=40),
+            "report": md.table(report, rows=40),
+            **md.table_metadata(report, preview=0),
         },
     )

@@ -1,0 +1,95 @@
+"""Publishing: the last step of a run makes its staged outputs the storage's snapshot.
+
+``published_snapshot`` depends on every asset the pipeline stores, so Dagster runs it only
+when all of them were materialized and every blocking check passed (a failed check skips
+everything downstream of it, this step included). A run that materializes only some assets
+(the UI's "Materialize selected", declarative automation) is published by
+``publish_sensor`` when it succeeds, with the same rule, provided no other run published in
+the meantime (``causalrec_resources.snapshots``).
+"""
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from causalrec_assets.metadata import OWNERS
+from causalrec_resources.settings import current_settings
+from causalrec_resources.snapshots import PublishRefused, PublishReport, Snapshots
+from causalrec_resources.storage import STORAGE_TAG, StagedIOManager, lineage_of_run
+from causalrec_resources.storage_lock import StorageLock
+
+PUBLISH_ASSET = "published_snapshot"
+
+
+def report_metadata(report: PublishReport, root: str) -> dict[str, dg.MetadataValue]:
+    return {
+        "snapshot": dg.MetadataValue.text(report.run_id),
+        "previous_snapshot": dg.MetadataValue.text(report.previous or "none"),
+        "produced": dg.MetadataValue.int(len(report.produced)),
+        "carried_forward": dg.MetadataValue.text(", ".join(report.carried) or "nothing"),
+        "storage": dg.MetadataValue.path(root),
+        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
+    }
+
+
+def build_publish_asset(upstream: Iterable[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The publishing step, after every key in ``upstream``."""
+
+    @dg.asset(
+        name=PUBLISH_ASSET,
+        deps=sorted(set(upstream), key=lambda k: k.to_user_string()),
+        group_name="publish",
+        owners=OWNERS,
+        kinds={"parquet"},
+        required_resource_keys={"io_manager"},
+    )
+    def published_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Every output of this run, published as one snapshot, atomically, once its checks passed."""
+        failures = context.instance.get_records_for_run(
+            context.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
+        ).records
+        if failures:
+            raise dg.Failure(f"run {context.run_id} had a failed step: its outputs stay staged, unpublished")
+        manager = context.resources.io_manager
+        if not isinstance(manager, StagedIOManager):
+            raise dg.Failure(f"the IO manager {type(manager).__name__} has no staging area to publish")
+        report = manager.publish()
+        context.log.info(
+            f"published snapshot {report.run_id}: {len(report.produced)} assets written, "
+            f"{len(report.carried)} carried forward from {report.previous or 'nothing'}"
+        )
+        return dg.MaterializeResult(metadata=report_metadata(report, str(manager.snapshots.root)))
+
+    return published_snapshot
+
+
+def publish_finished_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """Publish a successful run that did not publish itself; what happened, in words."""
+    snapshots = Snapshots(run.tags.get(STORAGE_TAG) or current_settings().storage_dir)
+    if not snapshots.staging(run.run_id).is_dir():
+        return f"run {run.run_id} staged nothing under {snapshots.root}"
+    if snapshots.manifest(run.run_id) is not None:
+        return f"run {run.run_id} is published already"
+    lock = StorageLock(snapshots.state)
+    held = lock.holder()
+    if held and held[0].run_id != run.run_id and not lock.why_dead(*held, orchestrator_pid=-1):
+        return f"run {run.run_id} stays staged: {held[0].describe(held[1])} holds {snapshots.root}"
+    try:
+        report = snapshots.publish(lineage_of_run(instance, run))
+    except PublishRefused as refused:
+        return str(refused)
+    lock.release(run.run_id)
+    return f"published run {run.run_id} ({len(report.produced)} assets) under {snapshots.root}"
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="publish_sensor",
+    description="Publishes a successful run that materialized only some assets (and so had no publishing step).",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=5,
+)
+def publish_sensor(context: dg.RunStatusSensorContext) -> dg.SkipReason:
+    outcome = publish_finished_run(context.instance, context.dagster_run)
+    context.log.info(outcome)
+    return dg.SkipReason(outcome)
