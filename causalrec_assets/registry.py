@@ -20,7 +20,7 @@ log = logging.getLogger("causalrec.registry")
 ENTRY_POINT_PREFIX = "causalrec."
 
 # The built-in plugins ship with the framework, so they always target its plugin API version.
-BUILTIN_DISTRIBUTION = "causalrec"
+BUILTIN_DISTRIBUTION = "dagster-causalrec"  # on the index, "causalrec" is an unrelated project
 
 # Plugin names that would collide with fields of the stage run config.
 RESERVED_NAMES: frozenset[str] = frozenset({"plugin"})

@@ -9,6 +9,7 @@ full materialization) is in test_plugin_kit_external.py.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +63,7 @@ BUILTINS = sorted(
     (stage, name)
     for stage, infos in get_registry().infos.items()
     for name, info in infos.items()
-    if info.distribution == "causalrec"
+    if info.distribution == "dagster-causalrec"
 )
 
 
@@ -355,7 +356,7 @@ def test_changelog_has_a_plugin_api_section_for_the_current_version() -> None:
         ("ranking", "My-Ranker", "lower case letters, digits and underscores"),
         ("ranking", "class", "lower case letters"),
         ("ranking", "plugin", "reserved"),
-        ("ranking", "popularity", r"already has a plugin named 'popularity' \(from causalrec\)"),
+        ("ranking", "popularity", r"already has a plugin named 'popularity' \(from dagster-causalrec\)"),
         ("ingest", "assets", "a module named causalrec_assets is already importable"),
     ],
 )
@@ -377,6 +378,9 @@ def test_new_plugin_writes_an_installable_package(tmp_path: Path) -> None:
     pyproject = (target / "pyproject.toml").read_text()
     assert '[project.entry-points."causalrec.ranking"]' in pyproject
     assert 'uplift_ranking = "causalrec_uplift_ranking.plugin:UpliftRanking"' in pyproject
+    # the framework's own distribution with a range, never the unrelated "causalrec" on the index
+    assert re.search(r'dependencies = \["dagster-causalrec>=\d+\.\d+,<\d+"', pyproject), pyproject
+    assert "example.invalid" not in (target / "README.md").read_text()
     plugin = (target / "src/causalrec_uplift_ranking/plugin.py").read_text()
     assert f'api_version = "{PLUGIN_API_VERSION}"' in plugin and "class UpliftRanking(RankingPlugin):" in plugin
     assert "$" not in plugin  # every placeholder filled
@@ -440,7 +444,7 @@ def test_plugins_listing_gives_one_line_per_plugin_with_its_status() -> None:
     assert future.split()[:4] == ["acme_future", "acme-plugins", "0.2", "2.0"] and "broken: Ranker targets" in future
     popularity = next(line for line in lines if line.split()[:1] == ["popularity"])
     version = get_registry().infos["ranking"]["popularity"].version
-    assert popularity.split()[1:] == ["causalrec", version, PLUGIN_API_VERSION, "ok"]
+    assert popularity.split()[1:] == ["dagster-causalrec", version, PLUGIN_API_VERSION, "ok"]
     stages = [line for line in lines if line.endswith(":") or "(none installed)" in line]
     assert [s.split(":")[0] for s in stages] == list(plugin_api.STAGES)
 
@@ -449,7 +453,7 @@ def test_plugins_command_json_and_strict(capsys: pytest.CaptureFixture[str]) -> 
     broken = bool(get_registry().broken())
     assert main(["plugins", "--json", "--strict"]) == (1 if broken else 0)
     listed = json.loads(capsys.readouterr().out)
-    assert {(p["stage"], p["name"]) for p in listed if p["distribution"] == "causalrec"} == set(BUILTINS)
+    assert {(p["stage"], p["name"]) for p in listed if p["distribution"] == "dagster-causalrec"} == set(BUILTINS)
     assert all(p["api_version"] == PLUGIN_API_VERSION for p in listed if p["ok"])
     assert all(p["error"] for p in listed if not p["ok"])
 

@@ -55,7 +55,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "causalrec-xt-acme"
 version = "2.3.1"
-dependencies = ["causalrec"]
+dependencies = ["dagster-causalrec"]
 
 [project.entry-points."causalrec.ranking"]
 xt_acme = "causalrec_xt_acme.ranking:AcmeRanking"

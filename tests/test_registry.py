@@ -204,7 +204,7 @@ def test_built_in_plugins_stay_ok_alongside_broken_ones(fake_registry: PluginReg
         ("embed", "onnx_minilm"),
     ]:
         assert fake_registry.infos[stage][name].ok, fake_registry.infos[stage][name].error
-        assert fake_registry.infos[stage][name].distribution == "causalrec"
+        assert fake_registry.infos[stage][name].distribution == "dagster-causalrec"
     broken = {(i.stage, i.name) for i in fake_registry.broken()}
     assert broken == {
         ("ranking", "fake_boom"),

@@ -13,11 +13,12 @@ import keyword
 import re
 from dataclasses import dataclass
 from importlib import resources
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from string import Template
 
 from causalrec_assets.plugin_api import PLUGIN_API_VERSION, STAGE_BASES, STAGES, parse_api_version
+from causalrec_assets.registry import BUILTIN_DISTRIBUTION
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,48}$")
 
@@ -107,6 +108,17 @@ def check_request(stage: str, name: str) -> PluginNames:
     return names
 
 
+def causalrec_requirement() -> str:
+    """What a plugin depends on: this distribution (never the unrelated ``causalrec`` on the
+    index), from this minor version up to the next major."""
+    try:
+        installed = version(BUILTIN_DISTRIBUTION)
+    except PackageNotFoundError:  # a source tree that is not installed
+        installed = "0.4"
+    major, minor = (int(p) for p in installed.split(".")[:2])
+    return f"{BUILTIN_DISTRIBUTION}>={major}.{minor},<{major + 1}"
+
+
 def render(template: str, values: dict[str, str]) -> str:
     text = resources.files(__package__).joinpath("templates", template).read_text(encoding="utf-8")
     return Template(text).substitute(values)
@@ -120,7 +132,7 @@ def new_plugin(stage: str, name: str, directory: str | Path | None = None, *, fo
     if target.exists() and any(target.iterdir()) and not force:
         raise ScaffoldError(f"{target} exists and is not empty; pick another directory (or --force to overwrite)")
     major, minor = parse_api_version(PLUGIN_API_VERSION)
-    deps = ", ".join(f'"{d}"' for d in ("causalrec", *EXTRA_DEPENDENCIES.get(stage, ())))
+    deps = ", ".join(f'"{d}"' for d in (causalrec_requirement(), *EXTRA_DEPENDENCIES.get(stage, ())))
     values = {
         "stage": stage,
         "name": name,
