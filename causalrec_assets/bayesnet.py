@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
 import polars as pl
-from pgmpy.factors.discrete import TabularCPD
-from pgmpy.inference import VariableElimination
-from pgmpy.models import DiscreteBayesianNetwork
-from pgmpy.parameter_estimator import DiscreteBayesianEstimator
 
 from causalrec_assets.variables import OUTCOME, TREATMENT
+
+if TYPE_CHECKING:
+    from pgmpy.models import DiscreteBayesianNetwork
 
 CPD_COLUMNS = ["variable", "state", "parents", "probability"]
 
 
 def as_network(nodes: Iterable[str], edges: Iterable[Sequence[str]]) -> DiscreteBayesianNetwork:
+    from pgmpy.models import DiscreteBayesianNetwork
+
     model = DiscreteBayesianNetwork()
     model.add_nodes_from(list(nodes))
     model.add_edges_from([tuple(e) for e in edges])
@@ -36,6 +38,8 @@ def fit_network(
     data: pl.DataFrame, edges: Iterable[Sequence[str]], equivalent_sample_size: float = 1.0
 ) -> DiscreteBayesianNetwork:
     """CPDs by Bayesian estimation with a weak BDeu prior (no zero-probability empty cells)."""
+    from pgmpy.parameter_estimator import DiscreteBayesianEstimator
+
     frame = data.to_pandas()
     for col in frame.columns:
         frame[col] = frame[col].astype(str).astype("category")
@@ -80,6 +84,8 @@ def network_edges(cpd_frame: pl.DataFrame) -> list[tuple[str, str]]:
 
 def frame_to_network(cpd_frame: pl.DataFrame, edges: Iterable[Sequence[str]] | None = None) -> DiscreteBayesianNetwork:
     """Rebuild the fitted network from its CPD table (and the graph's edges, else read from it)."""
+    from pgmpy.factors.discrete import TabularCPD
+
     variables = cpd_frame["variable"].unique(maintain_order=True).to_list()
     edges = network_edges(cpd_frame) if edges is None else edges
     model = as_network(variables, edges)
@@ -125,6 +131,8 @@ def interventional(
     positive: str = "1",
 ) -> dict[str, float]:
     """P(outcome = positive | do(treatment = t), evidence) for every state t of the treatment."""
+    from pgmpy.inference import VariableElimination
+
     mutilated = model.do([treatment])
     engine = VariableElimination(mutilated)
     evidence = dict(evidence or {})

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.exceptions import NotFittedError
 
 from causalrec_assets.contracts import attribute_columns
 
@@ -102,6 +101,8 @@ class VariableEncoder:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "users_"):
+            from sklearn.exceptions import NotFittedError
+
             raise NotFittedError("this VariableEncoder is not fitted yet: call fit first")
 
     @property

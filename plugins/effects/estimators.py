@@ -32,8 +32,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 from pydantic import Field
-from sklearn.base import clone
-from sklearn.model_selection import KFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
 from causalrec_assets.plugin_api import PluginConfig
@@ -190,6 +188,7 @@ def _scalar(value) -> float:
 
 def dr_learner(data: EffectData, cfg: EstimatorConfig, with_interval: bool = True) -> Estimate:
     from econml.dr import LinearDRLearner
+    from sklearn.model_selection import KFold
 
     propensity, regression = nuisance_models(cfg.nuisance, data.binary, _mask(data), cfg.seed)
     model = LinearDRLearner(
@@ -210,6 +209,7 @@ def dr_learner(data: EffectData, cfg: EstimatorConfig, with_interval: bool = Tru
 
 def linear_dml(data: EffectData, cfg: EstimatorConfig, with_interval: bool = True) -> Estimate:
     from econml.dml import LinearDML
+    from sklearn.model_selection import KFold
 
     w = _covariates(data)
     x = _one_hot(w, _mask(data))  # the effect surface: linear in indicators and numbers
@@ -232,6 +232,7 @@ def linear_dml(data: EffectData, cfg: EstimatorConfig, with_interval: bool = Tru
 
 def causal_forest(data: EffectData, cfg: EstimatorConfig, with_interval: bool = True) -> Estimate:
     from econml.dml import CausalForestDML
+    from sklearn.model_selection import KFold
 
     model = CausalForestDML(
         model_y=outcome_model(cfg.nuisance, data.binary, _mask(data), cfg.seed),
@@ -266,6 +267,8 @@ def _one_hot(x: np.ndarray, categorical: list[bool]) -> np.ndarray:
 
 def cross_fitted_propensity(data: EffectData, cfg: EstimatorConfig) -> np.ndarray:
     """P(exposed | covariates), each row predicted by a model that did not see it."""
+    from sklearn.model_selection import KFold, cross_val_predict
+
     model = propensity_model(cfg.nuisance, _mask(data), cfg.seed)
     folds = KFold(cfg.folds, shuffle=True, random_state=cfg.seed)
     with fitting():
@@ -275,6 +278,9 @@ def cross_fitted_propensity(data: EffectData, cfg: EstimatorConfig) -> np.ndarra
 def cross_fitted_outcomes(data: EffectData, cfg: EstimatorConfig) -> tuple[np.ndarray, np.ndarray]:
     """E[outcome | covariates, unexposed] and E[... | exposed] for every row, each predicted by
     a model (the covariates and the treatment) that did not see the row."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+
     model = outcome_model(cfg.nuisance, data.binary, [*_mask(data), False], cfg.seed)
     w = _covariates(data)
     predicted = np.empty((len(data.t), 2))

@@ -12,15 +12,12 @@ the misspecified reference a user can compare against.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 NuisanceKind = Literal["boosting", "linear"]
 NUISANCE_HELP = (
@@ -31,6 +28,8 @@ NUISANCE_HELP = (
 
 def boosted(binary: bool, categorical: Sequence[bool], seed: int, max_iter: int = 200) -> BaseEstimator:
     """Histogram gradient boosting, stopped early on a held-out tenth of its training fold."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
     cls = HistGradientBoostingClassifier if binary else HistGradientBoostingRegressor
     mask = list(categorical) if any(categorical) else None
     return cls(max_iter=max_iter, learning_rate=0.1, early_stopping=True, categorical_features=mask, random_state=seed)
@@ -38,6 +37,11 @@ def boosted(binary: bool, categorical: Sequence[bool], seed: int, max_iter: int 
 
 def linear(binary: bool, categorical: Sequence[bool]) -> BaseEstimator:
     """Main effects only: indicators of the categorical codes, standardised numbers."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     cat = [k for k, c in enumerate(categorical) if c]
     num = [k for k, c in enumerate(categorical) if not c]
     columns = ColumnTransformer(
@@ -69,6 +73,8 @@ def nuisance_models(
 def effect_model(seed: int, rows: int, categorical: Sequence[bool] | None = None) -> BaseEstimator:
     """The DR learner's final stage for conditional effects: shallow, strongly regularised
     boosting of the (noisy) doubly robust pseudo-outcomes."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     return HistGradientBoostingRegressor(
         categorical_features=list(categorical) if categorical and any(categorical) else None,
         max_depth=3,

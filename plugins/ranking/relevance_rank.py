@@ -22,14 +22,6 @@ from causalrec_assets.contracts import train_rows
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin, TopKConfig
 from causalrec_assets.variables import OUTCOME, TREATMENT
-from causalrec_plugins.ranking.relevance_model import (
-    DebiasedMF,
-    ObservationPropensity,
-    PairUniverse,
-    SideFeatures,
-    build_side_features,
-    select_and_fit,
-)
 
 
 class RelevanceParams(TopKConfig):
@@ -76,6 +68,15 @@ def id_index(frame: pl.DataFrame, key: str, name: str) -> pl.DataFrame:
 def fit_relevance(inputs: RankingInputs, params: RelevanceParams, context: PluginContext):
     """Train the debiased relevance model on the training log; return a pair scorer and a
     one-line description of what was fitted."""
+    from causalrec_plugins.ranking.relevance_model import (
+        DebiasedMF,
+        ObservationPropensity,
+        PairUniverse,
+        SideFeatures,
+        build_side_features,
+        select_and_fit,
+    )
+
     users, items = id_index(inputs.users, "user_id", "u"), id_index(inputs.items, "item_id", "i")
     train = (
         train_rows(inputs.interactions)

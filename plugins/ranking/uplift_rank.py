@@ -18,7 +18,6 @@ from typing import Literal
 import numpy as np
 import polars as pl
 from pydantic import Field
-from sklearn.model_selection import KFold
 
 from causalrec_assets.bayesnet import adjustment_set, interventional
 from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
@@ -82,6 +81,7 @@ def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> PairScore
     the features of the outcome's causes in the graph (with ``affinity``, the user's taste and
     history); its nuisance models see those and the rest of the graph's adjustment set."""
     from econml.dr import DRLearner
+    from sklearn.model_selection import KFold
 
     featurizer = featurizer_of(inputs)
     train = featurizer.features(train_rows(inputs.interactions))

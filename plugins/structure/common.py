@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pgmpy.causal_discovery import ExpertKnowledge
 from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.structure.protocol import Edge, Knowledge
-from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.knowledge import LearnerConfig
 from causalrec_plugins.structure.orient import pdag_edges
-from causalrec_plugins.structure.skeleton import StablePC, possible_ancestors, separated_pairs
 from causalrec_plugins.structure.table import CodedTable
+
+if TYPE_CHECKING:
+    from pgmpy.causal_discovery import ExpertKnowledge
 
 
 def expert_knowledge(knowledge: Knowledge) -> ExpertKnowledge:
     """pgmpy's form: every ruled-out ordered pair is forbidden, required edges as they are."""
+    from pgmpy.causal_discovery import ExpertKnowledge
+
     return ExpertKnowledge(
         forbidden_edges=[tuple(e) for e in knowledge.forbidden], required_edges=[tuple(e) for e in knowledge.required]
     )
@@ -74,6 +76,9 @@ def run_pc(
     collider_rule: str = "majority",
 ) -> PCResult:
     """PC-stable (``StablePC``) under the knowledge: the skeleton, and its orientation."""
+    from causalrec_plugins.structure.citests import CodedCITest
+    from causalrec_plugins.structure.skeleton import StablePC, possible_ancestors, separated_pairs
+
     test = CodedCITest(table, cfg.ci_test)
 
     def progress(level: int, edges: int, removed: int) -> None:

@@ -9,8 +9,6 @@ on every step: it is the slowest learner here past a few dozen variables.
 
 from __future__ import annotations
 
-from pgmpy.base import DAG
-from pgmpy.causal_discovery import GES
 from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginContext
@@ -18,19 +16,11 @@ from causalrec_assets.stages.structure.protocol import Edge, Knowledge
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import ScoreConfig, expert_knowledge
 from causalrec_plugins.structure.orient import pdag_edges, to_dag
-from causalrec_plugins.structure.scores import CountingScore
-from causalrec_plugins.structure.search import CandidateHillClimbSearch
-from causalrec_plugins.structure.skeleton import checked_frame
 from causalrec_plugins.structure.table import CodedTable
 
 
 class GESConfig(ScoreConfig):
     min_improvement: float = Field(default=1e-6, ge=0, description="Stop when no operator improves the score more.")
-
-
-class _GES(GES):
-    def _check_fit_data(self, X):
-        return checked_frame(self, X)
 
 
 class GESStructure(CausalrecStructure):
@@ -39,10 +29,15 @@ class GESStructure(CausalrecStructure):
     Config = GESConfig
 
     def learn_table(self, table: CodedTable, knowledge: Knowledge, context: PluginContext) -> list[Edge]:
+        from pgmpy.base import DAG
+
+        from causalrec_plugins.structure.scores import CountingScore
+        from causalrec_plugins.structure.search import CandidateHillClimbSearch, CodedGES
+
         cfg: GESConfig = self.config  # type: ignore[assignment]
         score = CountingScore(table, cfg.score, cfg.equivalent_sample_size)
         frame = table.to_pandas()
-        ges = _GES(scoring_method=score, return_type="pdag", min_improvement=cfg.min_improvement).fit(frame)
+        ges = CodedGES(scoring_method=score, return_type="pdag", min_improvement=cfg.min_improvement).fit(frame)
         directed, undirected = pdag_edges(ges.causal_graph_)
         context.log.info("GES: %d directed, %d undirected edges", len(directed), len(undirected))
         dag = to_dag(table.names, directed, undirected, knowledge)

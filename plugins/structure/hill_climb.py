@@ -24,11 +24,10 @@ for 7–10.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import networkx as nx
 import numpy as np
-from pgmpy.base import DAG
 from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginContext
@@ -37,9 +36,10 @@ from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge, run_pc
 from causalrec_plugins.structure.knowledge import search_space
 from causalrec_plugins.structure.orient import to_dag
-from causalrec_plugins.structure.scores import CountingScore
-from causalrec_plugins.structure.search import CandidateHillClimbSearch
 from causalrec_plugins.structure.table import CodedTable
+
+if TYPE_CHECKING:
+    from pgmpy.base import DAG
 
 
 class HillClimbConfig(CITestConfig, TabuSearchConfig):
@@ -76,6 +76,11 @@ class HillClimbStructure(CausalrecStructure):
     Config = HillClimbConfig
 
     def learn_table(self, table: CodedTable, knowledge: Knowledge, context: PluginContext) -> list[Edge]:
+        from pgmpy.base import DAG
+
+        from causalrec_plugins.structure.scores import CountingScore
+        from causalrec_plugins.structure.search import CandidateHillClimbSearch
+
         cfg: HillClimbConfig = self.config  # type: ignore[assignment]
         score = CountingScore(table, cfg.score, cfg.equivalent_sample_size)
         names = table.names

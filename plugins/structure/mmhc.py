@@ -10,15 +10,16 @@ pgmpy 1.1 has no MMHC in ``pgmpy.causal_discovery`` (its old ``MmhcEstimator`` i
 from __future__ import annotations
 
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.structure.protocol import Edge, Knowledge
 from causalrec_plugins.structure.base import CausalrecStructure
-from causalrec_plugins.structure.citests import CodedCITest
 from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge
-from causalrec_plugins.structure.scores import CountingScore
-from causalrec_plugins.structure.search import CandidateHillClimbSearch
 from causalrec_plugins.structure.table import CodedTable
+
+if TYPE_CHECKING:
+    from causalrec_plugins.structure.citests import CodedCITest
 
 
 class MMHCConfig(CITestConfig, TabuSearchConfig):
@@ -70,6 +71,10 @@ class MMHCStructure(CausalrecStructure):
     Config = MMHCConfig
 
     def learn_table(self, table: CodedTable, knowledge: Knowledge, context: PluginContext) -> list[Edge]:
+        from causalrec_plugins.structure.citests import CodedCITest
+        from causalrec_plugins.structure.scores import CountingScore
+        from causalrec_plugins.structure.search import CandidateHillClimbSearch
+
         cfg: MMHCConfig = self.config  # type: ignore[assignment]
         test = CodedCITest(table, cfg.ci_test)
         forbidden = {tuple(e) for e in knowledge.forbidden}

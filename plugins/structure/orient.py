@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import networkx as nx
-from pgmpy.base import DAG, PDAG
 
 from causalrec_assets.stages.structure.protocol import Edge, Knowledge
+
+if TYPE_CHECKING:
+    from pgmpy.base import DAG
 
 
 def orient(
@@ -114,6 +117,8 @@ def _is_collider(x, y, z, adj, sepsets, separates, max_cond_vars: int) -> bool:
 
 def pdag_edges(graph) -> tuple[list[Edge], list[Edge]]:
     """(directed, undirected) edges of a pgmpy PDAG or DAG."""
+    from pgmpy.base import PDAG
+
     if isinstance(graph, PDAG):
         return sorted(graph.directed_edges), sorted(tuple(sorted(e, key=str)) for e in graph.undirected_edges)
     return sorted(graph.edges()), []
@@ -196,6 +201,8 @@ def consistent_extension(names: Sequence[str], directed: list[Edge], undirected:
 
 
 def as_dag(names: Sequence[str], edges: Iterable[Edge]) -> DAG:
+    from pgmpy.base import DAG
+
     dag = DAG()
     dag.add_nodes_from(names)
     dag.add_edges_from(list(edges))

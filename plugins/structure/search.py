@@ -15,7 +15,7 @@ from itertools import permutations
 
 import networkx as nx
 from pgmpy.base import DAG
-from pgmpy.causal_discovery import HillClimbSearch
+from pgmpy.causal_discovery import GES, HillClimbSearch
 from pgmpy.causal_discovery.ExpertKnowledge import ExpertKnowledge
 from pgmpy.structure_score import BaseStructureScore
 
@@ -109,3 +109,10 @@ class CandidateHillClimbSearch(HillClimbSearch):
             new_y = tuple(p for p in parents[y] if p != x)
             delta = score(x, new_x) + score(y, new_y) - score(x, parents[x]) - score(y, parents[y])
             yield ("flip", (x, y)), delta + prior("flip")
+
+
+class CodedGES(GES):
+    """pgmpy's ``GES`` that takes the coded frame as it is (see ``checked_frame``)."""
+
+    def _check_fit_data(self, X):
+        return checked_frame(self, X)

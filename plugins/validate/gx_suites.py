@@ -11,12 +11,9 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
 import polars as pl
-from great_expectations.data_context.types.base import ProgressBarsConfig
 from pydantic import Field
 
 from causalrec_assets.contracts import (
@@ -29,6 +26,10 @@ from causalrec_assets.contracts import (
 )
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
 from causalrec_assets.stages.validate.protocol import ExpectationOutcome, ValidatePlugin, ValidationOutcome
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
 
 # numpy / pandas dtype names (and Python types, for object columns) that count as numbers
 NUMERIC_TYPES: list[str] = [
@@ -61,6 +62,9 @@ def build_suite(
     Referential checks take their value sets from ``tables["users"]`` / ``tables["items"]``.
     ``schema`` (default: ``tables[table]``'s) picks the range checks that fit each column's type.
     """
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
     if columns is None and table in tables:
         columns = tables[table].columns
     if schema is None:
@@ -103,6 +107,8 @@ def build_suite(
 
 def outcome_values(dtype: pl.DataType | None) -> list[gxe.Expectation]:
     """Outcomes are finite numbers: ``inf`` would count as a positive, text cannot be averaged."""
+    import great_expectations.expectations as gxe
+
     if dtype is not None and dtype.is_numeric():
         finite = "outcome must be a finite number (inf and -inf are refused)"
         return [
@@ -118,6 +124,8 @@ def outcome_values(dtype: pl.DataType | None) -> list[gxe.Expectation]:
 
 def timestamp_range(dtype: pl.DataType | None) -> list[gxe.Expectation]:
     """Timestamps lie in [1970, 2200): seconds since 1970 as numbers, or datetimes."""
+    import great_expectations.expectations as gxe
+
     if dtype is not None and dtype.is_numeric():
         low, high, unit = 0, EPOCH_SECONDS_MAX, "seconds since 1970-01-01 UTC"
     elif isinstance(dtype, pl.Datetime):
@@ -136,6 +144,8 @@ def minimum_sizes(present: Collection[str], exposure: pl.DataType | None = None)
     """What the later stages need of the training rows, checked before any of them runs: two users
     and two items (structure and cross-fitting split by user), and some exposed rows (an all-zero
     exposure leaves nothing to estimate; rating logs with exposure 1 everywhere are fine)."""
+    import great_expectations.expectations as gxe
+
     train = {"row_condition": 'split=="train"', "condition_parser": "pandas"} if "split" in present else {}
     exps: list[gxe.Expectation] = []
     for col in ("user_id", "item_id"):
@@ -204,6 +214,9 @@ class GreatExpectationsValidate(ValidatePlugin):
     def _batch_definition(self, table: str) -> Any:
         """One ephemeral GX context per plugin instance, made on first use (creating it is slow)."""
         if self._gx is None:
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
             self._gx = (context.data_sources.add_pandas("causalrec"), {})
