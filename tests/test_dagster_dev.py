@@ -12,6 +12,8 @@ import polars as pl
 from tests.conftest import write_canonical
 from tests.dagster_server import dagster_dev, wait_for
 
+INGESTED = ("users", "items", "interactions", "ground_truth", "true_uplift")
+
 QUERY = "{ assetNodes { assetKey { path } groupName repository { location { name } } } }"
 
 
@@ -29,11 +31,17 @@ def test_dagster_dev_serves_every_stage(tmp_path: Path):
     assert {n["repository"]["location"]["name"] for n in nodes} == {"causalrec"}
 
 
-LAUNCH = """mutation { launchRun(executionParams: {
-  selector: {repositoryLocationName: "causalrec", repositoryName: "__repository__", jobName: "causalrec"},
-  runConfigData: "{}"}) {
-  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
-} }"""
+# The causalrec job (tagged with its storage), its ingest step and publishing only: quick, and
+# still runs that take the storage and publish a snapshot.
+SELECTED = ", ".join(f'{{path: ["{k}"]}}' for k in (*INGESTED, "published_snapshot"))
+LAUNCH = (
+    "mutation { launchRun(executionParams: {"
+    ' selector: {repositoryLocationName: "causalrec", repositoryName: "__repository__", jobName: "causalrec",'
+    f" assetSelection: [{SELECTED}]}},"
+    ' runConfigData: "{}"}) {'
+    " __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }"
+    " } }"
+)
 RUNS = "{ runsOrError { ... on Runs { results { runId status startTime endTime tags { key value } } } } }"
 
 
@@ -62,4 +70,4 @@ def test_two_launched_runs_queue_on_their_storage_tag(tmp_path: Path, small_worl
     manifest = json.loads((storage / ".causalrec" / "current" / "_snapshot.json").read_text())
     assert manifest["run_id"] == second["runId"] and manifest["previous"] == first["runId"]
     users = set(pl.read_parquet(storage / "users.parquet")["user_id"])
-    assert set(pl.read_parquet(storage / "recommendations.parquet")["user_id"]) <= users
+    assert users and set(pl.read_parquet(storage / "interactions.parquet")["user_id"]) <= users
