@@ -26,7 +26,7 @@ from causalrec_assets.candidates import top_k, unseen_pairs
 from causalrec_assets.embeddings import item_texts, user_profiles
 from causalrec_assets.evaluation import evaluate, ndcg_recall_at_k, uplift_curve_metrics
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.publish import build_publish_asset
+from causalrec_assets.publish import build_publish_asset, publish_finished_run
 from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
 from causalrec_assets.stages.ranking.protocol import RankingInputs
 from causalrec_assets.stages.structure.protocol import Knowledge
@@ -824,3 +824,18 @@ def test_causal_ranking_scores_cold_items_with_unseen_levels() -> None:
     )
     out = CausalRanking(CausalRanking.Config(k=5)).rank(inputs, ctx())
     assert out.recommendations.filter(pl.col("item_id") == "i4").height == 10
+
+
+def test_a_subset_run_without_the_publishing_step_is_published_by_the_sensor_rule(tmp_path: Path) -> None:
+    @dg.asset
+    def recommendations() -> pl.DataFrame:
+        return pl.DataFrame({"user_id": ["u1"], "item_id": ["i1"], "rank": [1], "score": [0.5]})
+
+    instance = dg.DagsterInstance.ephemeral()
+    io = {"io_manager": CausalrecIOManager(base_dir=str(tmp_path))}
+    result = dg.materialize([recommendations], resources=io, instance=instance)
+    assert result.success and published_files(tmp_path) == {}  # staged only
+    run = instance.get_run_by_id(result.run_id)
+    assert publish_finished_run(instance, run).startswith(f"published run {result.run_id}")
+    assert list(published_files(tmp_path)) == ["recommendations.parquet"]
+    assert publish_finished_run(instance, run).endswith("is published already")
