@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	# the distribution was called causalrec before 0.4 (a name that belongs to another project on the index)
 	$(PY) -m pip uninstall -y -q causalrec 2>/dev/null || true
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,dev]'
 	# plain onnxruntime silently replaces onnxruntime-gpu: refuse to go on if it crept in.
 	@! $(PY) -m pip show -q onnxruntime 2>/dev/null || (echo "plain onnxruntime is installed beside onnxruntime-gpu: pip uninstall -y onnxruntime && pip install --force-reinstall onnxruntime-gpu" && exit 1)
 	touch $(STAMP)

@@ -11,7 +11,7 @@ from typing import Any
 # pgmpy 1.1 warns about its own deprecated modules on import; nothing here uses them.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"pgmpy\..*")
 
-__all__ = ["defs"]
+__all__ = ["CausalRecPipeline", "defs"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,8 +19,12 @@ def __getattr__(name: str) -> Any:
         from causalrec_assets.definitions import defs
 
         return defs
+    if name == "CausalRecPipeline":  # the Dagster Component (type: causalrec_assets.CausalRecPipeline)
+        from causalrec_assets.component import CausalRecPipeline
+
+        return CausalRecPipeline
     raise AttributeError(f"module 'causalrec_assets' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "defs"])
+    return sorted([*globals(), *__all__])

@@ -36,30 +36,29 @@ def relevance_thresholds(outcome: pl.Series) -> list[float]:
 def ndcg_recall_at_k(frame: pl.DataFrame, k: int) -> dict[str, float]:
     """Per-user NDCG@k and recall@k over ``user_id, score, relevant`` rows; users with no
     relevant item are skipped (plain keys) or scored 1 (``_no_relevant_as_1`` keys)."""
-    ndcg_skip, ndcg_one, recall_skip, recall_one = [], [], [], []
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     order = frame.select("user_id", "score", "relevant").sort(
         ["user_id", "score"], descending=[False, True], maintain_order=True
     )
-    for _, group in order.group_by("user_id", maintain_order=True):
-        rel = group["relevant"].to_numpy().astype(float)
-        n_rel = int(rel.sum())
-        if n_rel == 0:
-            ndcg_one.append(1.0)
-            recall_one.append(1.0)
-            continue
-        dcg = float((rel[:k] * discounts[: min(k, rel.size)]).sum())
-        idcg = float(discounts[: min(k, n_rel)].sum())
-        recall = float(rel[:k].sum()) / n_rel
-        ndcg_skip.append(dcg / idcg)
-        ndcg_one.append(dcg / idcg)
-        recall_skip.append(recall)
-        recall_one.append(recall)
-    mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+    user = order["user_id"].rle_id().to_numpy().astype(np.int64)  # 0, 1, ... in user order
+    rel = order["relevant"].to_numpy().astype(float)
+    n_users = int(user[-1]) + 1 if user.size else 0
+    position = np.arange(user.size) - np.flatnonzero(np.r_[True, user[1:] != user[:-1]])[user]
+    top = position < k
+    gains = np.zeros((n_users, k))  # each user's top-k gains, zero where the user has fewer items
+    gains[user[top], position[top]] = rel[top] * discounts[position[top]]
+    n_rel = np.bincount(user, weights=rel, minlength=n_users)
+    has = n_rel > 0
+    ideal = np.array([discounts[:j].sum() for j in range(1, k + 1)])  # IDCG of j relevant items
+    ndcg = gains.sum(axis=1)[has] / ideal[np.minimum(k, n_rel[has]).astype(np.int64) - 1]
+    recall = np.bincount(user[top], weights=rel[top], minlength=n_users)[has] / n_rel[has]
+    ndcg_one, recall_one = np.ones(n_users), np.ones(n_users)
+    ndcg_one[has], recall_one[has] = ndcg, recall
+    mean = lambda v: float(np.mean(v)) if v.size else float("nan")  # noqa: E731
     return {
-        f"ndcg@{k}": mean(ndcg_skip),
+        f"ndcg@{k}": mean(ndcg),
         f"ndcg@{k}_no_relevant_as_1": mean(ndcg_one),
-        f"recall@{k}": mean(recall_skip),
+        f"recall@{k}": mean(recall),
         f"recall@{k}_no_relevant_as_1": mean(recall_one),
     }
 

@@ -298,27 +298,31 @@ class PairFeaturizer:
         """Causal variable -> the feature columns that carry it."""
         return feature_groups(self.feature_names)
 
-    def features(self, pairs: pl.DataFrame) -> PairFeatures:
+    def features(self, pairs: pl.DataFrame, columns: list[str] | None = None) -> PairFeatures:
         """``transform`` as the plugin API's ``PairFeatures`` (pairs with exposure and outcome)."""
-        frame = pl.concat([pairs.select("user_id"), self.transform(pairs)], how="horizontal")
+        frame = pl.concat([pairs.select("user_id"), self.transform(pairs, columns)], how="horizontal")
         return as_pair_features(frame, self.outcome_threshold_)
 
-    def transform(self, pairs: pl.DataFrame) -> pl.DataFrame:
+    def transform(self, pairs: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
         """The features of each (user_id, item_id) pair, in pair order; ``exposure`` and
-        ``outcome`` (on the outcome's own scale) are carried along when ``pairs`` has them."""
+        ``outcome`` (on the outcome's own scale) are carried along when ``pairs`` has them.
+        With ``columns``, only those features are computed (in ``feature_names`` order)."""
         assert self.users_ is not None and self.items_ is not None, "fit the featurizer first"
+        keep = set(self.feature_names if columns is None else columns)
+        wanted = [c for c in self.feature_names if c in keep]
         keys = pairs.select("user_id", "item_id")
         joined = keys.join(self.users_, on="user_id", how="left", maintain_order="left").join(
             self.items_, on="item_id", how="left", maintain_order="left", suffix="__item"
         )
         extra: list[pl.Series] = []
-        if self.affinity_ is not None:
+        if self.affinity_ is not None and AFFINITY in wanted:
+            extra.append(pl.Series(AFFINITY, np.nan_to_num(self.affinity_.raw(keys), nan=0.0)))
+        if self.affinity_ is not None and {HAS_TASTE, *self.taste_columns} & set(wanted):
             taste = self.affinity_.taste(keys, self._project, len(self.taste_columns))
             known = np.isfinite(taste).all(axis=1) if taste.shape[1] else np.zeros(len(taste), dtype=bool)
-            extra.append(pl.Series(AFFINITY, np.nan_to_num(self.affinity_.raw(keys), nan=0.0)))
             extra += [pl.Series(name, np.nan_to_num(taste[:, j], nan=0.0)) for j, name in enumerate(self.taste_columns)]
             extra.append(pl.Series(HAS_TASTE, known.astype(np.float64)))
-        if self.history_ is not None:
+        if self.history_ is not None and set(HISTORY) & set(wanted):
             extra += self.history_.transform(keys).get_columns()
         codes = {a.name: float(len(a.levels)) for a in self.attributes_ if a.levels is not None}
         codes |= {TOPIC: float(len(self.topics_))} if self.topics_ else {}
@@ -328,7 +332,7 @@ class PairFeaturizer:
             pl.col(c).fill_null(codes[c]).cast(pl.Int32)
             if c in codes
             else pl.col(c).cast(pl.Float64).fill_null(fills.get(c, 0.0))
-            for c in self.feature_names
+            for c in wanted
         )
         carried = [pairs[c].cast(pl.Float64) for c in (TREATMENT, OUTCOME) if c in pairs.columns]
         return frame.with_columns(carried) if carried else frame

@@ -9,6 +9,7 @@ the meantime (``causalrec_resources.snapshots``).
 """
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import dagster as dg
 
@@ -32,8 +33,8 @@ def report_metadata(report: PublishReport, root: str) -> dict[str, dg.MetadataVa
     }
 
 
-def build_publish_asset(upstream: Iterable[dg.AssetKey]) -> dg.AssetsDefinition:
-    """The publishing step, after every key in ``upstream``."""
+def build_publish_asset(upstream: Iterable[dg.AssetKey], io_manager_key: str = "io_manager") -> dg.AssetsDefinition:
+    """The publishing step, after every key in ``upstream``, of the storage behind ``io_manager_key``."""
 
     @dg.asset(
         name=PUBLISH_ASSET,
@@ -41,7 +42,7 @@ def build_publish_asset(upstream: Iterable[dg.AssetKey]) -> dg.AssetsDefinition:
         group_name="publish",
         owners=OWNERS,
         kinds={"parquet"},
-        required_resource_keys={"io_manager"},
+        required_resource_keys={io_manager_key},
     )
     def published_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Every output of this run, published as one snapshot, atomically, once its checks passed."""
@@ -50,7 +51,7 @@ def build_publish_asset(upstream: Iterable[dg.AssetKey]) -> dg.AssetsDefinition:
         ).records
         if failures:
             raise dg.Failure(f"run {context.run_id} had a failed step: its outputs stay staged, unpublished")
-        manager = context.resources.io_manager
+        manager = getattr(context.resources, io_manager_key)
         if not isinstance(manager, StagedIOManager):
             raise dg.Failure(f"the IO manager {type(manager).__name__} has no staging area to publish")
         report = manager.publish()
@@ -82,14 +83,23 @@ def publish_finished_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> st
     return f"published run {run.run_id} ({len(report.produced)} assets) under {snapshots.root}"
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    name="publish_sensor",
-    description="Publishes a successful run that materialized only some assets (and so had no publishing step).",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=5,
-)
-def publish_sensor(context: dg.RunStatusSensorContext) -> dg.SkipReason:
-    outcome = publish_finished_run(context.instance, context.dagster_run)
-    context.log.info(outcome)
-    return dg.SkipReason(outcome)
+def build_publish_sensor(name: str, storage: Path | None = None) -> dg.SensorDefinition:
+    """Publishes successful runs that had no publishing step; ``storage``: only runs of that
+    storage (a pipeline of several in one project), None: every run (the root location)."""
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name=name,
+        description="Publishes a successful run that materialized only some assets (and so had no publishing step).",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=5,
+    )
+    def _sensor(context: dg.RunStatusSensorContext) -> dg.SkipReason:
+        run = context.dagster_run
+        if storage is not None and run.tags.get(STORAGE_TAG) != str(storage):
+            return dg.SkipReason(f"run {run.run_id} did not write to {storage}")
+        outcome = publish_finished_run(context.instance, run)
+        context.log.info(outcome)
+        return dg.SkipReason(outcome)
+
+    return _sensor

@@ -61,7 +61,43 @@ def stage_config_class(stage: str) -> type[dg.Config]:
             ),
         )
     title = "".join(part.capitalize() for part in stage.split("_")) + "StageConfig"
-    return create_model(title, __base__=dg.Config, **fields)
+    model = create_model(title, __base__=dg.Config, **fields)
+    model.__causalrec_stage__ = stage  # type: ignore[attr-defined]
+    return model
+
+
+def config_class(node: Any) -> type[dg.Config] | None:
+    """The pythonic ``Config`` class an op's ``config`` argument is annotated with, if any."""
+    fn = getattr(getattr(node, "compute_fn", None), "decorated_fn", None)
+    param = inspect.signature(fn).parameters.get("config") if fn is not None else None
+    cls = param.annotation if param is not None else None
+    return cls if isinstance(cls, type) and issubclass(cls, dg.Config) else None
+
+
+def config_stage(node: Any) -> str | None:
+    """The stage whose plugin an op's config picks (None: the op has no stage config)."""
+    return getattr(config_class(node), "__causalrec_stage__", None)
+
+
+def with_stage_defaults(node: Any, stage: str, choice: Any) -> Any:
+    """The config schema of ``node`` with ``choice.plugin`` and its ``choice.params`` as defaults:
+    what the launchpad shows and a run without config uses. A plugin that is not installed, or
+    a parameter out of its bounds, fails here, when the definitions load."""
+    from dagster._config.pythonic_config import infer_schema_from_config_class
+
+    cls = config_class(node)
+    assert cls is not None, f"{node.name} has no stage config"
+    plugin = get_registry().get(stage, choice.plugin)
+    try:
+        params = plugin.Config(**dict(choice.params))
+    except ValidationError as err:
+        raise ValueError(f"{stage} plugin {choice.plugin!r}: bad parameters: {err}") from None
+    selector = cls.model_fields["plugin"]
+    fields: dict[str, Any] = {
+        "plugin": (selector.annotation, Field(default=choice.plugin, description=selector.description)),
+        choice.plugin: (type(params), Field(default=params, description=f"Parameters of {choice.plugin!r}.")),
+    }
+    return infer_schema_from_config_class(create_model(cls.__name__, __base__=cls, **fields))
 
 
 P = TypeVar("P", bound=Plugin)
@@ -107,12 +143,8 @@ def check_run_config(job_def: Any, run_config: Mapping[str, Any]) -> None:
     problems = []
     for node in job_def.graph.nodes:
         section = (ops.get(node.name) or {}).get("config")
-        fn = getattr(getattr(node.definition, "compute_fn", None), "decorated_fn", None)
-        if not section or fn is None:
-            continue
-        cls = inspect.signature(fn).parameters.get("config")
-        cls = cls.annotation if cls is not None else None
-        if not (isinstance(cls, type) and issubclass(cls, dg.Config)):
+        cls = config_class(node.definition)
+        if not section or cls is None:
             continue
         try:
             cls(**section)

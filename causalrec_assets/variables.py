@@ -284,6 +284,8 @@ class Affinity:
     def _profiles(self, u: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sum of vectors and count of each row's profile: the other half, or both halves."""
         logged = h >= 0
+        if logged.all():  # what ``_chunks`` passes: one gather, no scatter
+            return self.sums[u, 1 - h], self.counts[u, 1 - h]
         sums = np.empty((len(u), self.sums.shape[2]))
         counts = np.empty(len(u))
         sums[logged] = self.sums[u[logged], 1 - h[logged]]

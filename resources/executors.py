@@ -51,7 +51,11 @@ def in_process_by_default() -> dg.ExecutorDefinition:
 
 
 def executor_from_env() -> dg.ExecutorDefinition:
-    settings = current_settings()
+    return executor_for(current_settings())
+
+
+def executor_for(settings: CausalrecSettings) -> dg.ExecutorDefinition:
+    """The executor ``settings.executor`` names (``auto``: chosen by the dataset's size)."""
     name = auto_executor_name(settings) if settings.executor == "auto" else settings.executor
     if name == "multiprocess":  # Dagster's default; run config may still pick in_process
         return dg.multi_or_in_process_executor

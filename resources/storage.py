@@ -72,9 +72,18 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
 
     extension = None
 
-    def __init__(self, base_path: UPath, read_roots: Sequence[UPath] | None = None) -> None:
+    def __init__(
+        self, base_path: UPath, read_roots: Sequence[UPath] | None = None, key_prefix: Sequence[str] = ()
+    ) -> None:
         super().__init__(base_path=base_path)
         self.read_roots = list(read_roots) if read_roots else [base_path]
+        self.key_prefix = tuple(key_prefix)
+
+    def get_asset_relative_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
+        """The asset's name under the storage: a pipeline's key prefix is its storage already."""
+        path = tuple(context.asset_key.path)
+        n = len(self.key_prefix)
+        return UPath(*(path[n:] if n and path[:n] == self.key_prefix else path))
 
     def _with_extension(self, path: UPath) -> UPath:
         return path.with_suffix(path.suffix + _suffix_for(path))
@@ -161,10 +170,13 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
 class StagedIOManager(PolarsJsonUPathIOManager):
     """The IO manager of one run on a local storage: its staging, its lease, its publish."""
 
-    def __init__(self, snapshots: Snapshots, lineage: Sequence[str], lock: StorageLock) -> None:
+    def __init__(
+        self, snapshots: Snapshots, lineage: Sequence[str], lock: StorageLock, key_prefix: Sequence[str] = ()
+    ) -> None:
         self.snapshots, self.lineage, self.lock = snapshots, list(lineage), lock
         roots = [UPath(p) for p in snapshots.read_roots(self.lineage)]
-        super().__init__(base_path=UPath(snapshots.staging(self.lineage[0])), read_roots=roots)
+        staging = UPath(snapshots.staging(self.lineage[0]))
+        super().__init__(base_path=staging, read_roots=roots, key_prefix=key_prefix)
         self._stop = threading.Event()
 
     @property
@@ -231,10 +243,12 @@ def mark_failed_if_running(instance: dg.DagsterInstance, run_id: str, why: str) 
 class CausalrecIOManager(dg.ConfigurableIOManagerFactory):
     """Stores every asset under ``base_dir`` (empty: ``CAUSALREC_STORAGE`` or the Dagster home),
     through write-audit-publish; ``wait_s`` (-1: ``CAUSALREC_STORAGE_WAIT``) is how long a run
-    waits for another one that holds the storage before it is refused."""
+    waits for another one that holds the storage before it is refused; ``key_prefix`` is the
+    pipeline's asset key prefix, left out of file names."""
 
     base_dir: str = ""
     wait_s: int = -1
+    key_prefix: list[str] = []
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsJsonUPathIOManager:
         settings = current_settings()
@@ -244,12 +258,12 @@ class CausalrecIOManager(dg.ConfigurableIOManagerFactory):
                 f"storage {configured} is an object store: outputs are written in place, without "
                 "write-audit-publish (mount it as a folder to get staging and atomic publishing)"
             )
-            return PolarsJsonUPathIOManager(base_path=UPath(configured))
+            return PolarsJsonUPathIOManager(base_path=UPath(configured), key_prefix=self.key_prefix)
         snapshots = Snapshots(storage_dir(self.base_dir))
         run = context.dagster_run
         if run is None or context.instance is None:  # outside a run (a notebook, a unit test): read only
             current = snapshots.current()
-            return PolarsJsonUPathIOManager(base_path=UPath(current or snapshots.root))
+            return PolarsJsonUPathIOManager(base_path=UPath(current or snapshots.root), key_prefix=self.key_prefix)
         instance = context.instance
         lock = StorageLock(snapshots.state, run_finished=_finished(instance))
         pid = orchestrator_pid(instance, run.run_id)
@@ -259,7 +273,7 @@ class CausalrecIOManager(dg.ConfigurableIOManagerFactory):
             mark_failed_if_running(instance, taken_from, "its process died while it held the storage")
         if STORAGE_TAG not in run.tags:
             instance.add_run_tags(run.run_id, {STORAGE_TAG: str(snapshots.root)})
-        manager = StagedIOManager(snapshots, lineage_of_run(instance, run), lock)
+        manager = StagedIOManager(snapshots, lineage_of_run(instance, run), lock, self.key_prefix)
         manager.guard(pid, context.log)
         return manager
 

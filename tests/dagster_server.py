@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +69,17 @@ class DagsterDev:
 
 
 @contextmanager
-def dagster_dev(root: Path, env: Mapping[str, str] | None = None, timeout: float = 240) -> Iterator[DagsterDev]:
-    """``dagster dev`` on the repository's workspace with a fresh ``DAGSTER_HOME`` (configured as
-    ``make`` configures it, from ``dagster-instance.yaml``) and storage under ``root`` (plus
-    ``env``), yielded once it serves the asset graph; its whole process group is stopped
-    afterwards, so no webserver or code server outlives the test."""
+def dagster_dev(
+    root: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 240,
+    target: Sequence[str] = ("-w", "workspace.yaml"),
+    cwd: Path = REPO,
+) -> Iterator[DagsterDev]:
+    """``dagster dev`` on ``target`` (the repository's workspace) run in ``cwd``, with a fresh
+    ``DAGSTER_HOME`` (configured as ``make`` configures it, from ``dagster-instance.yaml``) and
+    storage under ``root`` (plus ``env``), yielded once it serves the asset graph; its whole
+    process group is stopped afterwards, so no webserver or code server outlives the test."""
     home = root / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster-instance.yaml").read_text())
@@ -81,8 +87,8 @@ def dagster_dev(root: Path, env: Mapping[str, str] | None = None, timeout: float
     environment = {**os.environ, "DAGSTER_HOME": str(home), "CAUSALREC_STORAGE": str(root / "storage"), **(env or {})}
     with open(server.log, "w") as log:
         proc = subprocess.Popen(
-            [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(server.port)],
-            cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [DAGSTER, "dev", *target, "-h", "127.0.0.1", "-p", str(server.port)],
+            cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
             wait_for(lambda: server.graphql("{ assetNodes { id } }")["assetNodes"], timeout, what="dagster dev")

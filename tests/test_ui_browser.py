@@ -1,6 +1,8 @@
-"""The Dagster UI in a real browser: ``dagster dev`` on loopback, Playwright driving Debian's
-Chromium, "Materialize all" clicked, every stage asset materialized, screenshots kept under test-output/:
-the asset graph, and the pages of ``causal_graph``, ``treatment_effects`` and ``evaluation``."""
+"""The Dagster UI in a real browser: ``dagster dev`` on loopback serving the ``examples/two_pipelines``
+project (two ``CausalRecPipeline`` components), Playwright driving Debian's Chromium, "Materialize
+all" clicked on the ``simulated`` pipeline's job, every stage asset of that instance materialized,
+screenshots kept under test-output/: the asset graph, and the pages of ``causal_graph``,
+``treatment_effects`` and ``evaluation``."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_canonical
 from tests.dagster_server import REPO, DagsterDev, dagster_dev, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT_DIR = REPO / "test-output"
+EXAMPLE = REPO / "examples" / "two_pipelines"
+PREFIX = "simulated"  # the Component instance this test drives
 STAGE_ASSETS = {
     "users", "items", "interactions", "validation_report", "item_embeddings", "user_embeddings",
     "causal_graph", "bayesian_network", "treatment_effects", "recommendations", "test_scores", "evaluation",
@@ -26,11 +29,15 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def server(tmp_path: Path, small_world) -> Iterator[DagsterDev]:
-    """``dagster dev`` over a small simulated dataset, running in process (one run at a time)."""
-    data = write_canonical(tmp_path / "data", small_world)
-    with dagster_dev(tmp_path, {"CAUSALREC_DATA": str(data), "CAUSALREC_EXECUTOR": "in_process"}) as running:
+def server(tmp_path: Path) -> Iterator[DagsterDev]:
+    """``dagster dev`` on the two-pipeline example project."""
+    with dagster_dev(tmp_path, target=("-m", "two_pipelines.definitions"), cwd=EXAMPLE) as running:
         yield running
+
+
+def location_name(server: DagsterDev) -> str:
+    entries = server.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
+    return entries["workspaceOrError"]["locationEntries"][0]["name"]
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)")
@@ -40,7 +47,8 @@ def test_materialize_all_from_the_ui(server: DagsterDev) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(f"{server.url}/asset-groups", wait_until="networkidle", timeout=120_000)
+        job = f"{server.url}/locations/{location_name(server)}/jobs/{PREFIX}_causalrec"
+        page.goto(job, wait_until="networkidle", timeout=120_000)
         skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
         if skip.count():
             skip.first.click()
@@ -57,25 +65,31 @@ def test_materialize_all_from_the_ui(server: DagsterDev) -> None:
             button.click(force=True)
 
         def finished_run():
-            runs = server.graphql("{ runsOrError { ... on Runs { results { runId status } } } }")
+            runs = server.graphql("{ runsOrError { ... on Runs { results { runId status pipelineName } } } }")
             results = runs["runsOrError"]["results"]
             return results and results[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED") and results[0]
 
         run = wait_for(finished_run, 600, step=3, what="the run launched from the UI")
         assert run["status"] == "SUCCESS", server.log.read_text()[-4000:]
+        assert run["pipelineName"] == f"{PREFIX}_causalrec"
 
         nodes = server.graphql("{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { runId } } }")
         materialized = {"/".join(n["assetKey"]["path"]) for n in nodes["assetNodes"] if n["assetMaterializations"]}
-        assert STAGE_ASSETS <= materialized, STAGE_ASSETS - materialized
+        expected = {f"{PREFIX}/{name}" for name in STAGE_ASSETS}
+        assert expected <= materialized, expected - materialized
+        assert not any(key.startswith("shop/") for key in materialized)  # the other instance stayed as it was
+        page.goto(f"{server.url}/asset-groups", wait_until="networkidle", timeout=120_000)
 
         page.reload(wait_until="networkidle")
         page.wait_for_timeout(3000)
         SCREENSHOT_DIR.mkdir(exist_ok=True)
         for target in (server.root / "ui-materialize-all.png", SCREENSHOT_DIR / "ui-materialize-all.png"):
             page.screenshot(path=str(target), full_page=True)
+        page.set_viewport_size({"width": 2600, "height": 2000})  # the graph has a minimum zoom: room to fit it
+        page.goto(job, wait_until="networkidle", timeout=120_000)  # the instance's job: its asset graph alone
+        page.wait_for_timeout(2000)
         page.keyboard.press("Alt+KeyE")  # the graph's "Expand all groups" shortcut (⌥E): every asset shown
         page.wait_for_timeout(1500)
-        page.set_viewport_size({"width": 2600, "height": 2000})  # the graph has a minimum zoom: room to fit it
         page.reload(wait_until="networkidle")  # kept in the URL; a fresh load centres the expanded graph
         page.wait_for_timeout(3000)
         skip_newsletter(page)
@@ -105,7 +119,7 @@ def asset_page_screenshots(page, url: str) -> list[Path]:
     shots = []
     page.set_viewport_size({"width": 1600, "height": 2400})  # the UI scrolls inside its own pane
     for asset in ("causal_graph", "treatment_effects", "evaluation"):
-        page.goto(f"{url}/assets/{asset}", wait_until="networkidle", timeout=120_000)
+        page.goto(f"{url}/assets/{PREFIX}/{asset}", wait_until="networkidle", timeout=120_000)
         page.get_by_text(FIRST_KEY[asset], exact=True).first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         skip_newsletter(page)

@@ -84,10 +84,16 @@ def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> PairScore
     from sklearn.model_selection import KFold
 
     featurizer = featurizer_of(inputs)
-    train = featurizer.features(train_rows(inputs.interactions))
-    modifiers = effect_modifiers(inputs.edges, list(train.groups))
-    columns = train.columns_for(modifiers) or train.feature_columns
-    adjust = [c for c in train.columns_for(adjustment_set(inputs.edges)) if c not in columns]
+    names, groups = featurizer.feature_names, featurizer.groups
+
+    def columns_for(variables: list[str]) -> list[str]:  # as PairFeatures.columns_for
+        wanted = {c for v in variables for c in groups.get(v, [])}
+        return [c for c in names if c in wanted]
+
+    modifiers = effect_modifiers(inputs.edges, list(groups))
+    columns = columns_for(modifiers) or names
+    adjust = [c for c in columns_for(adjustment_set(inputs.edges)) if c not in columns]
+    train = featurizer.features(train_rows(inputs.interactions), columns + adjust)  # only the columns read
     x, t, y = train.arrays(columns + adjust)
     categorical = [c in set(train.categorical) for c in columns + adjust]
     data = EffectData(x, t, y, categorical, columns + adjust)
@@ -114,7 +120,7 @@ def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> PairScore
             return keys.with_columns(pl.lit(None, pl.Float64).alias("score"))
         parts = []
         for start in range(0, keys.height, 200_000):  # bounded memory on large candidate sets
-            chunk = featurizer.transform(keys[start : start + 200_000]).select(columns).to_numpy()
+            chunk = featurizer.transform(keys[start : start + 200_000], columns).select(columns).to_numpy()
             with fitting():
                 parts.append(np.ravel(model.effect(chunk.astype(np.float64))))
         return keys.with_columns(pl.Series("score", np.concatenate(parts), dtype=pl.Float64))

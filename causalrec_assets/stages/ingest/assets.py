@@ -134,3 +134,58 @@ def build_ingest_assets(daily: bool) -> list[dg.AssetsDefinition]:
         return dg.Output(days if len(days) > 1 else rows, metadata=metadata)
 
     return [ingest_tables, interactions]
+
+
+TABLES = ("users", "items", "interactions")
+
+
+def as_polars(table: object, name: str) -> pl.DataFrame:
+    """A table another asset produced (polars, a lazy frame, pandas or Arrow) as a polars DataFrame."""
+    if isinstance(table, pl.LazyFrame):
+        return table.collect()
+    if isinstance(table, pl.DataFrame):
+        return table
+    module = type(table).__module__.split(".")[0]
+    if module == "pandas":
+        return pl.from_pandas(table)  # type: ignore[arg-type]
+    if module == "pyarrow":
+        return pl.from_arrow(table)  # type: ignore[arg-type, return-value]
+    raise TypeError(
+        f"upstream asset for {name!r} gave a {type(table).__name__}: expected a polars, pandas or Arrow table"
+    )
+
+
+def build_upstream_ingest_assets(upstream: dict[str, dg.AssetKey]) -> list[dg.AssetsDefinition]:
+    """Ingest from assets of the user's own project (``{"users": key, "items": key, "interactions": key}``),
+    loaded through their IO managers and put under the same ingest rules as any plugin's tables."""
+    missing = sorted(set(TABLES) - set(upstream))
+    if missing or set(upstream) - set(TABLES):
+        raise ValueError(f"dataset_assets must name exactly {', '.join(TABLES)} (missing: {', '.join(missing)})")
+    outs = {
+        **{t: TABLE_OUTS[t] for t in ("users", "items")},
+        "interactions": dg.AssetOut(
+            description=INTERACTIONS_DESCRIPTION, group_name="ingest", owners=OWNERS, kinds={"polars"}
+        ),
+    }
+
+    @dg.multi_asset(
+        outs=outs,
+        ins={f"{t}_source": dg.AssetIn(key=upstream[t]) for t in TABLES},
+        can_subset=False,
+        name="ingest",
+    )
+    def ingest(context: dg.AssetExecutionContext, users_source, items_source, interactions_source):
+        """The project's own users, items and interactions assets as the canonical tables."""
+        start = time.perf_counter()
+        tables = [
+            as_polars(t, n) for t, n in zip((users_source, items_source, interactions_source), TABLES, strict=True)
+        ]
+        data = Dataset(*tables, name="upstream assets " + ", ".join(upstream[t].to_user_string() for t in TABLES))
+        data.users, data.items, data.interactions = normalise(data, context.log)
+        source = {"plugin": "upstream assets", "dataset": data.name, "seconds": md.rounded(time.perf_counter() - start)}
+        yield from table_outputs(data, source)
+        yield dg.Output(
+            data.interactions, "interactions", metadata={**source, **md.interaction_metadata(data.interactions)}
+        )
+
+    return [ingest]

@@ -5,6 +5,8 @@ asset: bad data never reaches (nor overwrites) embeddings, graphs, effects or ra
 check's metadata names the expectation, the column, the count and sample values.
 """
 
+import hashlib
+
 import dagster as dg
 import polars as pl
 
@@ -16,9 +18,35 @@ from causalrec_assets.stages.validate.protocol import ValidatePlugin, Validation
 ValidateStageConfig = stage_config_class("validate")
 
 
+# Outcomes already computed in this process (the checks run before ``validation_report``), keyed by
+# the config, the table and the content of every table the plugin saw. Empty in a fresh process.
+_OUTCOMES: dict[tuple, ValidationOutcome] = {}
+_MAX_OUTCOMES = 16
+
+
+def fingerprint(frame: pl.DataFrame) -> tuple:
+    """The frame's content: shape, schema and a digest of its row hashes (in order)."""
+    hashes = frame.hash_rows(seed=0).to_numpy()
+    return frame.height, tuple((c, str(t)) for c, t in frame.schema.items()), hashlib.sha256(hashes).hexdigest()
+
+
+def visible_tables(table: str, tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """What the table's check sees: all tables for interactions (referential checks), else its own."""
+    return dict(tables) if table == "interactions" else {table: tables[table]}
+
+
 def run_validation(context, config, table: str, tables: dict[str, pl.DataFrame]) -> ValidationOutcome:
-    plugin = plugin_from_config(ValidatePlugin, config, context.log)
-    outcome = plugin.validate(table, tables[table], tables, plugin_context(context))
+    """The plugin's outcome on ``table``, reused when this process already validated the same content."""
+    key = (config.model_dump_json(), table, tuple(sorted((t, fingerprint(f)) for t, f in tables.items())))
+    outcome = _OUTCOMES.get(key)
+    if outcome is None:
+        plugin = plugin_from_config(ValidatePlugin, config, context.log)
+        outcome = plugin.validate(table, tables[table], tables, plugin_context(context))
+        if len(_OUTCOMES) >= _MAX_OUTCOMES:
+            _OUTCOMES.pop(next(iter(_OUTCOMES)))
+        _OUTCOMES[key] = outcome
+    else:
+        context.log.info(f"{outcome.describe()} (the same table's check result, reused)")
     if not outcome.success:
         context.log.error(f"validation failed: {outcome.describe()}")
     return outcome
@@ -95,7 +123,7 @@ def validation_report(
     tables = {"users": users, "items": items, "interactions": interactions}
     rows = []
     for table in tables:
-        outcome = run_validation(context, config, table, tables)
+        outcome = run_validation(context, config, table, visible_tables(table, tables))
         for r in outcome.results:
             rows.append((table, r.expectation, r.column or "", r.success, r.unexpected_count, repr(r.sample[:5])))
     report = pl.DataFrame(

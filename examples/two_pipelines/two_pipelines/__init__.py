@@ -1,0 +1,1 @@
+"""Two causalrec pipelines declared as components (see ``defs/``)."""
