@@ -2,8 +2,10 @@
 
 For every stage a Dagster ``Config`` class is built from the installed plugins: a ``plugin``
 field naming the one to use, and one optional section per plugin holding that plugin's own
-``Config``. The launchpad therefore shows every plugin's parameters with their types,
-defaults and descriptions; a run with no config uses the defaults.
+``Config``. The launchpad shows every plugin's parameters with their types and descriptions;
+its default config holds the default plugin's section only (the others are ``null`` until
+given), and a run with no config uses the defaults. Two shapes pick a plugin:
+``{plugin: popularity, popularity: {k: 3}}``, or its section alone, ``{popularity: {k: 3}}``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, overload
 
 import dagster as dg
-from pydantic import Field, ValidationError, create_model
+from pydantic import Field, ValidationError, create_model, model_validator
 
 from causalrec_assets.plugin_api import Plugin, PluginContext
 from causalrec_assets.registry import RESERVED_NAMES, get_registry, warn_broken
@@ -50,20 +52,47 @@ def stage_config_class(stage: str) -> type[dg.Config]:
             Field(default=default, description=f"The {stage} plugin to run (installed: {choices})."),
         )
     }
+    sections = []
     for name, cls in sorted(plugins.items()):
         if name in RESERVED_NAMES:  # would overwrite the selector field
             continue
         doc = (cls.__doc__ or "").strip().splitlines()
-        fields[name] = (
-            cls.Config,
-            Field(
-                default_factory=cls.Config, description=f"Parameters of the {name!r} plugin. {doc[0] if doc else ''}"
-            ),
-        )
+        text = f"Parameters of the {name!r} plugin. {doc[0] if doc else ''}"
+        fields[name] = section_field(cls.Config, cls.Config() if name == default else None, text)
+        sections.append(name)
     title = "".join(part.capitalize() for part in stage.split("_")) + "StageConfig"
-    model = create_model(title, __base__=dg.Config, **fields)
+    model = create_model(title, __base__=dg.Config, __validators__={"_picked": PICK_PLUGIN}, **fields)
     model.__causalrec_stage__ = stage  # type: ignore[attr-defined]
+    model.__causalrec_sections__ = tuple(sections)  # type: ignore[attr-defined]
     return model
+
+
+def section_field(config: type, default: Any, description: str) -> tuple[Any, Any]:
+    """A plugin's section: its defaults for the stage's default plugin, else ``None`` (shown as
+    ``null`` in the launchpad's default config instead of every parameter)."""
+    if default is None:
+        return config | None, Field(default=None, description=description)
+    return config, Field(default=default, description=description)
+
+
+def pick_plugin(cls: Any, data: Any) -> Any:
+    """A section given without its ``plugin`` picks that plugin; sections of two plugins, or of
+    one that ``plugin`` does not name, are refused with both named."""
+    if not isinstance(data, Mapping):
+        return data
+    default = cls.model_fields["plugin"].default
+    plugin = data.get("plugin") or default
+    given = {s for s in getattr(cls, "__causalrec_sections__", ()) if data.get(s) is not None}
+    extra = sorted(given - {plugin, default})  # the default's section is always there once Dagster filled it
+    if not extra:
+        return data
+    if len(extra) == 1 and plugin == default:
+        return {**data, "plugin": extra[0]}
+    named = f"plugin is {plugin!r}" if plugin != default else f"and {plugin!r}"
+    raise ValueError(f"config has sections for {', '.join(map(repr, extra))} {named}: name one plugin")
+
+
+PICK_PLUGIN = model_validator(mode="before")(classmethod(pick_plugin))  # type: ignore[arg-type]
 
 
 def config_class(node: Any) -> type[dg.Config] | None:
@@ -95,8 +124,13 @@ def with_stage_defaults(node: Any, stage: str, choice: Any) -> Any:
     selector = cls.model_fields["plugin"]
     fields: dict[str, Any] = {
         "plugin": (selector.annotation, Field(default=choice.plugin, description=selector.description)),
-        choice.plugin: (type(params), Field(default=params, description=f"Parameters of {choice.plugin!r}.")),
+        choice.plugin: section_field(type(params), params, f"Parameters of {choice.plugin!r}."),
     }
+    if selector.default != choice.plugin:  # the stage's default plugin is no longer the default
+        old = cls.model_fields[selector.default]
+        fields[selector.default] = section_field(
+            type(old.get_default(call_default_factory=True)), None, old.description
+        )
     return infer_schema_from_config_class(create_model(cls.__name__, __base__=cls, **fields))
 
 

@@ -10,7 +10,7 @@ import pytest
 from causal_worlds import CONFOUNDERS, scenario
 
 from causalrec_assets.bayesnet import fit_network
-from causalrec_assets.candidates import unseen_pairs
+from causalrec_assets.candidates import profile_top_k, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.evaluation import evaluate, uplift_capture
 from causalrec_assets.features import PairFeaturizer
@@ -20,7 +20,7 @@ from causalrec_assets.variables import VariableEncoder
 from causalrec_plugins.ingest.simulator import TOPICS, SimulatorConfig, simulate
 from causalrec_plugins.ranking.popularity import PopularityRanking
 from causalrec_plugins.ranking.relevance_rank import RelevanceRanking
-from causalrec_plugins.ranking.uplift_rank import UpliftConfig, UpliftRanking
+from causalrec_plugins.ranking.uplift_rank import ProfileScorer, UpliftConfig, UpliftRanking, personal_uplift_model
 
 
 def topic_of(text: str) -> str:
@@ -131,3 +131,19 @@ def test_personal_uplift_captures_more_than_segment_level_uplift(taste_world) ->
     )
     assert capture["dr_learner"] > capture["bn_do_query"] + 0.05, capture
     assert capture["dr_learner"] > random / oracle + 0.2, (capture, random / oracle)
+
+
+def test_top_k_over_user_profiles_is_exactly_top_k_over_every_pair(taste_world) -> None:
+    """Where the uplift model reads only the user's and the item's own features, each user
+    profile's items are scored once and the top-K lists equal those of scoring every unseen pair
+    (ties included); with pair-level features (taste, history) every pair is scored as before."""
+    inputs, _ = ranking_inputs(3)
+    scorer = personal_uplift_model(inputs, UpliftConfig())
+    assert isinstance(scorer, ProfileScorer)
+    profiles = scorer.user_profiles["profile"].n_unique()
+    assert profiles < inputs.users.height / 10
+    everything = top_k(scorer(unseen_pairs(inputs.users, inputs.items, inputs.interactions)), 10)
+    fast = profile_top_k(scorer, scorer.user_profiles, inputs.items, inputs.interactions, 10)
+    assert fast.equals(everything)
+    personal = personal_uplift_model(taste_world.ranking_inputs(CONFOUNDERS["taste"]), UpliftConfig())
+    assert not isinstance(personal, ProfileScorer)

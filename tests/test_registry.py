@@ -277,7 +277,8 @@ def test_stage_config_class_has_plugin_field_and_a_section_per_plugin() -> None:
     assert fields["plugin"].default == "causal"
     assert "popularity" in (fields["plugin"].description or "")
     for name, plugin in get_registry().available("ranking").items():
-        assert fields[name].annotation is plugin.Config
+        # the default plugin's section holds its defaults; the others are null until given
+        assert fields[name].annotation == (plugin.Config if name == "causal" else plugin.Config | None)
     assert set(fields) == {"plugin", "causal", "popularity", "uplift", "relevance"}
 
 
@@ -303,12 +304,38 @@ def test_stage_config_through_a_dagster_run_config() -> None:
 
     # This module uses postponed annotations; Dagster needs the Config class itself.
     pick.__annotations__ = {"config": RankingStageConfig, "return": None}
-    result = dg.materialize(
-        [dg.asset(pick)], run_config={"ops": {"pick": {"config": {"plugin": "popularity", "popularity": {"k": 4}}}}}
-    )
-    assert result.success
-    assert isinstance(picked["plugin"], PopularityRanking)
-    assert picked["plugin"].config.k == 4
+    for shape in ({"plugin": "popularity", "popularity": {"k": 4}}, {"popularity": {"k": 4}}):
+        result = dg.materialize([dg.asset(pick)], run_config={"ops": {"pick": {"config": shape}}})
+        assert result.success
+        assert isinstance(picked["plugin"], PopularityRanking), shape
+        assert picked["plugin"].config.k == 4
+    result = dg.materialize([dg.asset(pick)], run_config={"ops": {"pick": {"config": {"plugin": "popularity"}}}})
+    assert picked["plugin"].config == PopularityRanking.Config()
+
+
+def test_a_section_alone_picks_its_plugin_and_two_plugins_are_refused() -> None:
+    config_cls = stage_config_class("ranking")
+    assert config_cls(popularity={"k": 2}).plugin == "popularity"
+    assert config_cls(plugin="causal", causal={"k": 2}).plugin == "causal"
+    with pytest.raises(ValidationError, match="'uplift' plugin is 'popularity'"):
+        config_cls(plugin="popularity", uplift={"k": 2})
+    with pytest.raises(ValidationError, match="'popularity', 'uplift'"):
+        config_cls(popularity={"k": 2}, uplift={"k": 2})
+
+
+def test_the_launchpads_default_config_shows_each_stages_default_plugin_only() -> None:
+    from dagster._core.snap import JobSnap
+    from dagster._core.snap.snap_to_yaml import default_values_yaml_from_type_snap
+
+    from causalrec_assets.definitions import defs
+
+    snap = JobSnap.from_job_def(defs.resolve_job_def("causalrec"))
+    schema = snap.config_schema_snapshot
+    default = default_values_yaml_from_type_snap(schema, schema.get_config_snap(snap.mode_def_snaps[0].root_config_key))
+    ops = __import__("yaml").safe_load(default)["ops"]
+    assert set(ops["ranking"]["config"]) == {"plugin", "causal"}
+    assert set(ops["ingest"]["config"]) == {"plugin", "auto"}
+    assert set(ops["treatment_effects"]["config"]) == {"plugin", "backdoor", "refutation"}
 
 
 def test_stage_config_offers_third_party_plugins_and_skips_broken_ones(

@@ -14,7 +14,7 @@ from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
 from causalrec_plugins.ranking.relevance_rank import RelevanceParams, fit_relevance
-from causalrec_plugins.ranking.uplift_rank import UpliftConfig, has_unexposed_outcomes, uplift_scorer
+from causalrec_plugins.ranking.uplift_rank import UpliftConfig, has_unexposed_outcomes, recommend, uplift_scorer
 
 
 class CausalRankingConfig(RelevanceParams, UpliftConfig):
@@ -28,13 +28,12 @@ class CausalRanking(RankingPlugin):
 
     def rank(self, inputs: RankingInputs, context: PluginContext) -> RankingOutput:
         cfg: CausalRankingConfig = self.config  # type: ignore[assignment]
-        candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
         if has_unexposed_outcomes(inputs.interactions):
-            context.log.info("uplift ranking (%s) of %d candidate pairs", cfg.uplift_model, candidates.height)
             score = uplift_scorer(inputs, cfg)
+            recommendations = recommend(score, inputs, cfg.k, context)
         else:
+            candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
             context.log.info("rating data: debiased relevance ranking of %d candidate pairs", candidates.height)
             score, _ = fit_relevance(inputs, cfg, context)
-        return RankingOutput(
-            recommendations=top_k(score(candidates), cfg.k), test_scores=score(test_pairs(inputs.interactions))
-        )
+            recommendations = top_k(score(candidates), cfg.k)
+        return RankingOutput(recommendations=recommendations, test_scores=score(test_pairs(inputs.interactions)))

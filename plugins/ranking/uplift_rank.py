@@ -13,6 +13,7 @@ segment-level alternative (one value per cell of the outcome's parents in the gr
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -20,7 +21,7 @@ import polars as pl
 from pydantic import Field
 
 from causalrec_assets.bayesnet import adjustment_set, interventional
-from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
+from causalrec_assets.candidates import profile_top_k, test_pairs, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.plugin_api import PluginContext
@@ -36,6 +37,53 @@ UPLIFT_MODEL_HELP = (
 )
 
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class ProfileScorer:
+    """A pair scorer whose score depends on a pair only through its user's feature row (its
+    profile, ``user_profiles``: ``user_id, profile``) and its item's: its top-K lists are found
+    exactly without scoring every user x item pair (``candidates.profile_top_k``)."""
+
+    score: PairScorer
+    user_profiles: pl.DataFrame
+
+    def __call__(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        return self.score(pairs)
+
+
+def user_profiles(featurizer: PairFeaturizer, columns: list[str]) -> pl.DataFrame | None:
+    """``user_id, profile`` when every column is the user's or the item's own (no pair-level
+    taste, affinity or history), else None."""
+    users, items = featurizer.users_, featurizer.items_
+    assert users is not None and items is not None, "fit the featurizer first"
+    own = [c for c in columns if c in users.columns]
+    if len(own) + sum(c in items.columns for c in columns) != len(columns):
+        return None
+    if not own:
+        return users.select("user_id", pl.lit(0, pl.UInt32).alias("profile"))
+    distinct = users.select(own).unique(maintain_order=True).with_row_index("profile")
+    joined = users.select("user_id", *own).join(distinct, on=own, how="left", nulls_equal=True)
+    return joined.select("user_id", "profile")
+
+
+def recommend(score: PairScorer, inputs: RankingInputs, k: int, context: PluginContext) -> pl.DataFrame:
+    """Each user's top k unseen items: exactly, over user profiles, where the score allows it,
+    else over every unseen pair."""
+    if isinstance(score, ProfileScorer):
+        profiles = score.user_profiles["profile"].n_unique()
+        context.log.info(
+            "uplift ranking over %d user profiles x %d items (exact top-%d, not %d x %d pairs)",
+            profiles,
+            inputs.items.height,
+            k,
+            inputs.users.height,
+            inputs.items.height,
+        )
+        return profile_top_k(score, score.user_profiles, inputs.items, inputs.interactions, k)
+    candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
+    context.log.info("uplift ranking of %d candidate pairs", candidates.height)
+    return top_k(score(candidates), k)
 
 
 class UpliftConfig(TopKConfig, EstimatorConfig):
@@ -125,7 +173,8 @@ def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> PairScore
                 parts.append(np.ravel(model.effect(chunk.astype(np.float64))))
         return keys.with_columns(pl.Series("score", np.concatenate(parts), dtype=pl.Float64))
 
-    return score
+    profiles = user_profiles(featurizer, columns)
+    return score if profiles is None else ProfileScorer(score, profiles)
 
 
 def has_unexposed_outcomes(interactions: pl.DataFrame) -> bool:
@@ -150,9 +199,7 @@ class UpliftRanking(RankingPlugin):
 
     def rank(self, inputs: RankingInputs, context: PluginContext) -> RankingOutput:
         cfg: UpliftConfig = self.config  # type: ignore[assignment]
-        candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
-        context.log.info("uplift ranking (%s) of %d candidate pairs", cfg.uplift_model, candidates.height)
         score = uplift_scorer(inputs, cfg)
         return RankingOutput(
-            recommendations=top_k(score(candidates), cfg.k), test_scores=score(test_pairs(inputs.interactions))
+            recommendations=recommend(score, inputs, cfg.k, context), test_scores=score(test_pairs(inputs.interactions))
         )
