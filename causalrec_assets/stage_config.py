@@ -68,28 +68,28 @@ def stage_config_class(stage: str) -> type[dg.Config]:
 
 
 def section_field(config: type, default: Any, description: str) -> tuple[Any, Any]:
-    """A plugin's section: its defaults for the stage's default plugin, else ``None`` (shown as
-    ``null`` in the launchpad's default config instead of every parameter)."""
+    """A plugin's section: its defaults for the stage's default plugin, else ``None`` (left out
+    of the launchpad's default config instead of every parameter)."""
     if default is None:
         return config | None, Field(default=None, description=description)
     return config, Field(default=default, description=description)
 
 
 def pick_plugin(cls: Any, data: Any) -> Any:
-    """A section given without its ``plugin`` picks that plugin; sections of two plugins, or of
-    one that ``plugin`` does not name, are refused with both named."""
+    """With ``plugin`` at its default, another plugin's section picks that plugin; sections of
+    two such plugins are refused, naming them. A ``plugin`` other than the default wins (and
+    Dagster fills in the sections of defaults, which are then not the user's choice)."""
     if not isinstance(data, Mapping):
         return data
     default = cls.model_fields["plugin"].default
     plugin = data.get("plugin") or default
     given = {s for s in getattr(cls, "__causalrec_sections__", ()) if data.get(s) is not None}
-    extra = sorted(given - {plugin, default})  # the default's section is always there once Dagster filled it
-    if not extra:
+    extra = sorted(given - {plugin, default})
+    if plugin != default or not extra:
         return data
-    if len(extra) == 1 and plugin == default:
+    if len(extra) == 1:
         return {**data, "plugin": extra[0]}
-    named = f"plugin is {plugin!r}" if plugin != default else f"and {plugin!r}"
-    raise ValueError(f"config has sections for {', '.join(map(repr, extra))} {named}: name one plugin")
+    raise ValueError(f"config has sections for {', '.join(map(repr, extra))} and names no plugin: add plugin: NAME")
 
 
 PICK_PLUGIN = model_validator(mode="before")(classmethod(pick_plugin))  # type: ignore[arg-type]
@@ -126,11 +126,6 @@ def with_stage_defaults(node: Any, stage: str, choice: Any) -> Any:
         "plugin": (selector.annotation, Field(default=choice.plugin, description=selector.description)),
         choice.plugin: section_field(type(params), params, f"Parameters of {choice.plugin!r}."),
     }
-    if selector.default != choice.plugin:  # the stage's default plugin is no longer the default
-        old = cls.model_fields[selector.default]
-        fields[selector.default] = section_field(
-            type(old.get_default(call_default_factory=True)), None, old.description
-        )
     return infer_schema_from_config_class(create_model(cls.__name__, __base__=cls, **fields))
 
 

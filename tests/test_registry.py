@@ -317,9 +317,9 @@ def test_a_section_alone_picks_its_plugin_and_two_plugins_are_refused() -> None:
     config_cls = stage_config_class("ranking")
     assert config_cls(popularity={"k": 2}).plugin == "popularity"
     assert config_cls(plugin="causal", causal={"k": 2}).plugin == "causal"
-    with pytest.raises(ValidationError, match="'uplift' plugin is 'popularity'"):
-        config_cls(plugin="popularity", uplift={"k": 2})
-    with pytest.raises(ValidationError, match="'popularity', 'uplift'"):
+    # a named plugin wins over sections Dagster filled in from a Component's defaults
+    assert config_cls(plugin="uplift", popularity={"k": 2}, uplift={"k": 4}).plugin == "uplift"
+    with pytest.raises(ValidationError, match="'popularity', 'uplift' and names no plugin"):
         config_cls(popularity={"k": 2}, uplift={"k": 2})
 
 
