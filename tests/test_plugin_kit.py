@@ -495,7 +495,8 @@ def test_plugin_parameters_reach_the_launchpad_schema() -> None:
 
     job = defs.resolve_implicit_global_asset_job_def()
     ranking = next(n for n in job.graph.node_defs if n.name == "ranking")
-    section = ranking.config_schema.as_field().config_type.fields["popularity"].config_type.fields["k"]
+    popularity = ranking.config_schema.as_field().config_type.fields["popularity"].config_type
+    section = popularity.inner_type.fields["k"]  # a non-default plugin's section: Noneable, null until given
     assert section.default_value == 10 and section.description == "Recommendations per user."
 
 

@@ -52,19 +52,20 @@ class ProfileScorer:
         return self.score(pairs)
 
 
-def user_profiles(featurizer: PairFeaturizer, columns: list[str]) -> pl.DataFrame | None:
-    """``user_id, profile`` when every column is the user's or the item's own (no pair-level
-    taste, affinity or history), else None."""
-    users, items = featurizer.users_, featurizer.items_
-    assert users is not None and items is not None, "fit the featurizer first"
-    own = [c for c in columns if c in users.columns]
+def user_profiles(featurizer: PairFeaturizer, columns: list[str], users: pl.DataFrame) -> pl.DataFrame | None:
+    """``user_id, profile`` for every user of ``users`` when every column is the user's or the
+    item's own (no pair-level taste, affinity or history), else None. Users the featurizer has
+    not seen share the profile of missing values, as their features do."""
+    known, items = featurizer.users_, featurizer.items_
+    assert known is not None and items is not None, "fit the featurizer first"
+    own = [c for c in columns if c in known.columns]
     if len(own) + sum(c in items.columns for c in columns) != len(columns):
         return None
     if not own:
         return users.select("user_id", pl.lit(0, pl.UInt32).alias("profile"))
-    distinct = users.select(own).unique(maintain_order=True).with_row_index("profile")
-    joined = users.select("user_id", *own).join(distinct, on=own, how="left", nulls_equal=True)
-    return joined.select("user_id", "profile")
+    rows = users.select("user_id").join(known.select("user_id", *own), on="user_id", how="left")
+    distinct = rows.select(own).unique(maintain_order=True).with_row_index("profile")
+    return rows.join(distinct, on=own, how="left", nulls_equal=True).select("user_id", "profile")
 
 
 def recommend(score: PairScorer, inputs: RankingInputs, k: int, context: PluginContext) -> pl.DataFrame:
@@ -173,7 +174,7 @@ def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> PairScore
                 parts.append(np.ravel(model.effect(chunk.astype(np.float64))))
         return keys.with_columns(pl.Series("score", np.concatenate(parts), dtype=pl.Float64))
 
-    profiles = user_profiles(featurizer, columns)
+    profiles = user_profiles(featurizer, columns, inputs.users)
     return score if profiles is None else ProfileScorer(score, profiles)
 
 
