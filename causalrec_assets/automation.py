@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from causalrec_assets.partitions import day_fingerprints, interaction_days, partitioned
+from causalrec_assets.partitions import day_fingerprints, interaction_days
 from causalrec_resources.settings import CausalrecSettings, current_settings
 
 # Eager alone ignores blocking checks: also wait until every dependency's blocking checks passed.
@@ -74,6 +74,8 @@ def dataset_sensor(
     changed day gets its partition added and one run of that partition of ``interactions``
     and what depends on it; users and items are re-read only when their files changed."""
 
+    settings = settings or current_settings()
+
     def key(table: str) -> dg.AssetKey:
         return dg.AssetKey([*prefix, table])
 
@@ -94,7 +96,7 @@ def dataset_sensor(
         if not changed:
             return dg.SkipReason(f"no file changed in {directory}")
         tag = {"causalrec/changed": ", ".join(changed)[:200]}
-        if not partitioned():
+        if settings.partitions != "daily":
             run_key = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
             context.update_cursor(json.dumps({"files": files}))
             return dg.RunRequest(run_key=run_key, tags=tag)

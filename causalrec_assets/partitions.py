@@ -15,16 +15,9 @@ import hashlib
 import dagster as dg
 import polars as pl
 
-from causalrec_resources.settings import current_settings
-
 UNDATED = "undated"
 
 interaction_days = dg.DynamicPartitionsDefinition(name="interaction_days")
-
-
-def partitioned() -> bool:
-    """Whether ``CAUSALREC_PARTITIONS`` asks for daily partitions of the log."""
-    return current_settings().partitions == "daily"
 
 
 def day_column(interactions: pl.DataFrame) -> pl.Series:

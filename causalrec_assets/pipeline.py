@@ -62,7 +62,7 @@ class PipelineSpec:
 
     @property
     def io_manager_key(self) -> str:
-        return self.named("io_manager") if self.name else "io_manager"
+        return self.named("io_manager")
 
 
 def check_spec(spec: PipelineSpec) -> None:
@@ -155,7 +155,8 @@ def build_pipeline_definitions(spec: PipelineSpec, executor: dg.ExecutorDefiniti
     ``executor`` is set on this pipeline's jobs (a Component must not set the project's one)."""
     check_spec(spec)
     settings = spec.settings
-    assets, checks = stage_assets(settings.partitions == "daily", spec.dataset_assets)
+    daily = settings.partitions == "daily"
+    assets, checks = stage_assets(daily, spec.dataset_assets)
     stored = [k for a in assets for k in a.keys if k.to_user_string() not in OPTIONAL]
     assets.append(build_publish_asset(stored, io_manager_key=spec.io_manager_key))
     if spec.key_prefix:
@@ -176,7 +177,6 @@ def build_pipeline_definitions(spec: PipelineSpec, executor: dg.ExecutorDefiniti
         tags=tags,
         executor_def=executor,
     )
-    daily = settings.partitions == "daily"
     # Daily partitions arrive through the sensor; the schedule refreshes everything else.
     refresh = dg.define_asset_job(
         spec.named("causalrec_refresh"),

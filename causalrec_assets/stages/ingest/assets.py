@@ -28,6 +28,9 @@ from causalrec_resources.settings import current_settings
 IngestStageConfig = stage_config_class("ingest")
 
 INTERACTIONS_DESCRIPTION = "The log: user_id, item_id, exposure, outcome, timestamp, split."
+INTERACTIONS_OUT = dg.AssetOut(
+    description=INTERACTIONS_DESCRIPTION, group_name="ingest", owners=OWNERS, kinds={"polars"}
+)
 TABLE_OUTS = {
     "users": dg.AssetOut(
         description="One row per user: user_id and attributes.", group_name="ingest", owners=OWNERS, kinds={"polars"}
@@ -86,27 +89,21 @@ def table_outputs(data: Dataset, source: dict) -> Iterator[dg.Output]:
         yield dg.Output(data.truth.uplift, "true_uplift", metadata=md.table_metadata(data.truth.uplift, preview=False))
 
 
+def dataset_outputs(data: Dataset, source: dict) -> Iterator[dg.Output]:
+    """Every table of an unpartitioned dataset, the log included."""
+    yield from table_outputs(data, source)
+    log = data.interactions
+    yield dg.Output(log, "interactions", metadata={**source, **md.interaction_metadata(log)})
+
+
 def build_ingest_assets(daily: bool) -> list[dg.AssetsDefinition]:
     """One multi-asset for every table, or (daily) the tables plus a partitioned log."""
     if not daily:
 
-        @dg.multi_asset(
-            outs={
-                **TABLE_OUTS,
-                "interactions": dg.AssetOut(
-                    description=INTERACTIONS_DESCRIPTION, group_name="ingest", owners=OWNERS, kinds={"polars"}
-                ),
-            },
-            can_subset=False,
-            name="ingest",
-        )
+        @dg.multi_asset(outs={**TABLE_OUTS, "interactions": INTERACTIONS_OUT}, can_subset=False, name="ingest")
         def ingest(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
             """Read the dataset chosen by CAUSALREC_DATA (or the run config) into the canonical tables."""
-            data, source = load_dataset(context, config)
-            yield from table_outputs(data, source)
-            yield dg.Output(
-                data.interactions, "interactions", metadata={**source, **md.interaction_metadata(data.interactions)}
-            )
+            yield from dataset_outputs(*load_dataset(context, config))
 
         return [ingest]
 
@@ -161,12 +158,7 @@ def build_upstream_ingest_assets(upstream: dict[str, dg.AssetKey]) -> list[dg.As
     missing = sorted(set(TABLES) - set(upstream))
     if missing or set(upstream) - set(TABLES):
         raise ValueError(f"dataset_assets must name exactly {', '.join(TABLES)} (missing: {', '.join(missing)})")
-    outs = {
-        **{t: TABLE_OUTS[t] for t in ("users", "items")},
-        "interactions": dg.AssetOut(
-            description=INTERACTIONS_DESCRIPTION, group_name="ingest", owners=OWNERS, kinds={"polars"}
-        ),
-    }
+    outs = {"users": TABLE_OUTS["users"], "items": TABLE_OUTS["items"], "interactions": INTERACTIONS_OUT}
 
     @dg.multi_asset(
         outs=outs,
@@ -183,9 +175,6 @@ def build_upstream_ingest_assets(upstream: dict[str, dg.AssetKey]) -> list[dg.As
         data = Dataset(*tables, name="upstream assets " + ", ".join(upstream[t].to_user_string() for t in TABLES))
         data.users, data.items, data.interactions = normalise(data, context.log)
         source = {"plugin": "upstream assets", "dataset": data.name, "seconds": md.rounded(time.perf_counter() - start)}
-        yield from table_outputs(data, source)
-        yield dg.Output(
-            data.interactions, "interactions", metadata={**source, **md.interaction_metadata(data.interactions)}
-        )
+        yield from dataset_outputs(data, source)
 
     return [ingest]
