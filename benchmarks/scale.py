@@ -1,7 +1,8 @@
 """Scale benchmark: the whole pipeline on three simulated worlds of growing size, per stage.
 
-    .venv/bin/python benchmarks/scale.py                        # 750x120, 1500x240, 3000x480
-    .venv/bin/python benchmarks/scale.py --users 2000 --items 300 --factor 3
+    .venv/bin/python benchmarks/scale.py                        # 5000x1000, 10000x2000, 20000x4000
+    .venv/bin/python benchmarks/scale.py --scenario taste       # uplift through taste: generated candidates
+    .venv/bin/python benchmarks/scale.py --users 25000 --items 2500 --factor 2   # up to 100,000 x 10,000
 
 Each size doubles (``--factor``) the users and the items, so logged pairs grow by the factor
 and users x items by its square. Every size runs in its own fresh process (in-process
@@ -29,13 +30,13 @@ REPO = Path(__file__).resolve().parents[1]
 NOISE_FLOOR_S = 0.5
 
 
-def run_one(n_users: int, n_items: int, out: Path) -> None:
+def run_one(n_users: int, n_items: int, scenario: str, out: Path) -> None:
     """Materialize every asset on one simulated world; write step seconds to ``out``."""
     import dagster as dg
 
     from causalrec_assets.definitions import defs
 
-    config = {"n_users": n_users, "n_items": n_items}
+    config = {"n_users": n_users, "n_items": n_items, "scenario": scenario}
     run_config = {"ops": {"ingest": {"config": {"plugin": "simulator", "simulator": config}}}}
     job = defs.resolve_job_def("causalrec")
     with dg.DagsterInstance.get() as instance:
@@ -57,7 +58,7 @@ def run_one(n_users: int, n_items: int, out: Path) -> None:
     out.write_text(json.dumps({"steps": steps, "wall": wall, "pairs": interactions.height, "peak_rss": peak}))
 
 
-def measure(n_users: int, n_items: int) -> dict:
+def measure(n_users: int, n_items: int, scenario: str) -> dict:
     """One size, in a fresh process with its own Dagster home and storage."""
     with tempfile.TemporaryDirectory(prefix="causalrec-scale-") as tmp:
         home = Path(tmp)
@@ -69,7 +70,7 @@ def measure(n_users: int, n_items: int) -> dict:
             "CAUSALREC_EXECUTOR": "in_process",
         }
         out, log = home / "result.json", home / "run.log"
-        cmd = [sys.executable, __file__, "--one", str(n_users), str(n_items), str(out)]
+        cmd = [sys.executable, __file__, "--one", str(n_users), str(n_items), scenario, str(out)]
         with open(log, "w") as sink:
             done = subprocess.run(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
         if done.returncode:
@@ -103,19 +104,20 @@ def report(sizes: list[tuple[int, int]], results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=750)
-    parser.add_argument("--items", type=int, default=120)
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--factor", type=float, default=2.0)
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", default="default", help="the simulator's world (default, taste, ...)")
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        run_one(int(args.one[0]), int(args.one[1]), Path(args.one[2]))
+        run_one(int(args.one[0]), int(args.one[1]), args.one[2], Path(args.one[3]))
         return
     sizes = [(round(args.users * args.factor**k), round(args.items * args.factor**k)) for k in range(3)]
     results = []
     for users, items in sizes:
         print(f"running {users} users x {items} items ...", file=sys.stderr, flush=True)
-        results.append(measure(users, items))
+        results.append(measure(users, items, args.scenario))
     print(report(sizes, results))
 
 

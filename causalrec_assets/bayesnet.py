@@ -17,6 +17,7 @@ import networkx as nx
 import numpy as np
 import polars as pl
 
+from causalrec_assets.stages.structure.protocol import COUNT
 from causalrec_assets.variables import OUTCOME, TREATMENT
 
 if TYPE_CHECKING:
@@ -37,19 +38,22 @@ def as_network(nodes: Iterable[str], edges: Iterable[Sequence[str]]) -> Discrete
 def fit_network(
     data: pl.DataFrame, edges: Iterable[Sequence[str]], equivalent_sample_size: float = 1.0
 ) -> DiscreteBayesianNetwork:
-    """CPDs by Bayesian estimation with a weak BDeu prior (no zero-probability empty cells)."""
+    """CPDs by Bayesian estimation with a weak BDeu prior (no zero-probability empty cells).
+    ``data`` is the variable table or its count table (``COUNT`` holds each row's count, which
+    pgmpy reads as the row's weight: the same CPDs from a few thousand rows)."""
     from pgmpy.parameter_estimator import DiscreteBayesianEstimator
 
-    frame = data.to_pandas()
-    for col in frame.columns:
-        frame[col] = frame[col].astype(str).astype("category")
-    model = as_network(data.columns, edges)
-    state_names = {c: sorted(frame[c].cat.categories.tolist()) for c in frame.columns}
+    weights = data[COUNT].cast(pl.Float64).to_numpy() if COUNT in data.columns else None
+    variables = data.drop(COUNT, strict=False)
+    frame = variables.select(pl.all().cast(pl.String).cast(pl.Categorical)).to_pandas()
+    model = as_network(variables.columns, edges)
+    state_names = {c: sorted(str(v) for v in frame[c].cat.categories.tolist()) for c in frame.columns}
     model.fit(
         frame,
         estimator=DiscreteBayesianEstimator(
             prior_type="BDeu", equivalent_sample_size=equivalent_sample_size, state_names=state_names
         ),
+        sample_weight=weights,
     )
     return model
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from scipy.sparse import csr_matrix
 
 from causalrec_assets.contracts import attribute_columns
 from causalrec_assets.stages.embed.protocol import EmbedPlugin
@@ -74,16 +75,20 @@ def user_profiles(train: pl.DataFrame, item_embeddings: pl.DataFrame) -> tuple[p
     dim = (
         item_embeddings.schema["embedding"].size if isinstance(item_embeddings.schema["embedding"], pl.Array) else None
     )
-    joined = chosen.join(item_embeddings.select("item_id", "embedding"), on="item_id")
+    rows = item_embeddings.select("item_id").with_row_index("_i")
+    joined = chosen.join(rows, on="item_id")
     if joined.is_empty() or dim is None:
         return pl.DataFrame(
             {"user_id": [], "embedding": []},
             schema={"user_id": train.schema["user_id"], "embedding": item_embeddings.schema["embedding"]},
         ), 0
-    matrix = joined["embedding"].to_numpy()
     users, inverse = np.unique(joined["user_id"].to_numpy(), return_inverse=True)
-    sums = np.zeros((len(users), dim), dtype=np.float64)
-    np.add.at(sums, inverse, matrix)
+    # one sparse (users x items) product: memory in users x dim, not in (engaged pairs x dim)
+    members = csr_matrix(
+        (np.ones(joined.height), (inverse.ravel(), joined["_i"].to_numpy())), shape=(len(users), item_embeddings.height)
+    )
+    vectors = item_embeddings["embedding"].to_numpy().astype(np.float64).reshape(item_embeddings.height, dim)
+    sums = np.asarray(members @ vectors)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     profiles = (sums / np.where(norms == 0, 1, norms)).astype(np.float32)
     engaged = int(best.filter(pl.col("best") >= 4).height)

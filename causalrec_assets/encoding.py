@@ -44,7 +44,9 @@ def fit_encoding(
     encoder = VariableEncoder(n_bins=n_bins, max_levels=max_levels).fit(
         users, items, train, item_topics, item_embeddings=item_embeddings
     )
-    featurizer = PairFeaturizer(n_components=text_components).fit(users, items, train, item_embeddings, item_topics)
+    featurizer = PairFeaturizer(n_components=text_components).fit(
+        users, items, train, item_embeddings, item_topics, affinity=encoder.affinity
+    )
     return VariableEncoding(encoder, featurizer, users, items, item_embeddings)
 
 

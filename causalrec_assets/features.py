@@ -198,7 +198,11 @@ class PairFeaturizer:
         train: pl.DataFrame,
         item_embeddings: pl.DataFrame | None = None,
         item_topics: pl.DataFrame | None = None,
+        affinity: Affinity | None = None,
     ) -> PairFeaturizer:
+        """Learn the features from the training log ``train``; ``affinity``, when given, is an
+        ``Affinity`` already fitted on the same log and embeddings (the variable encoder's),
+        reused instead of fitted again."""
         self.attributes_, self.skipped_ = [], {}
         for table, column, name in attribute_names(users, items):
             feature = self._attribute(users if table == "users" else items, table, column, name)
@@ -224,7 +228,7 @@ class PairFeaturizer:
                 | {f"{TEXT}_{k}": col for k, col in enumerate(self._project(vectors).T)}
             )
             item_frame = item_frame.join(text, on="item_id", how="left", maintain_order="left")
-            self.affinity_ = Affinity.fit(train, item_embeddings, self.outcome_threshold_, n_bins=2)
+            self.affinity_ = affinity or Affinity.fit(train, item_embeddings, self.outcome_threshold_, n_bins=2)
         elif item_embeddings is not None:
             self.skipped_[AFFINITY] = "no item embeddings"
         self.history_ = History.fit(train, item_topics, self.outcome_threshold_)

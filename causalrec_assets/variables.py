@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.sparse import csr_matrix
 
 from causalrec_assets.contracts import attribute_columns
 
@@ -240,11 +241,16 @@ class Affinity:
     halves: pl.DataFrame  # user_id, item_id, _h
     edges: list[float] = field(default_factory=list)
     why_not: str = ""
+    # the cosines of the frame it was fitted on, for the next ``raw`` of that same frame (not pickled)
+    _fitted: tuple[pl.DataFrame, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fitted": None}
 
     @classmethod
     def fit(cls, train: pl.DataFrame, item_embeddings: pl.DataFrame, threshold: float, n_bins: int) -> Affinity:
         ids = item_embeddings["item_id"]
-        vectors = unit_rows(item_embeddings)
+        vectors = unit_rows(item_embeddings).astype(np.float32)  # float32, as the encoder made them: half the traffic
         items = pl.DataFrame({"item_id": ids, "_i": np.arange(len(ids), dtype=np.int64)})
         users = train.select("user_id").unique(maintain_order=True).with_row_index("_u").select("user_id", "_u")
         users = users.with_columns(pl.col("_u").cast(pl.Int64))
@@ -256,13 +262,16 @@ class Affinity:
             .join(users, on="user_id", how="inner")
             .join(halves, on=["user_id", "item_id"], how="inner")
         )
-        u, h, i = rows["_u"].to_numpy(), rows["_h"].to_numpy(), rows["_i"].to_numpy()
-        sums = np.zeros((users.height, 2, vectors.shape[1]))
-        np.add.at(sums, (u, h), vectors[i])
-        counts = np.zeros((users.height, 2))
-        np.add.at(counts, (u, h), 1.0)
+        profile = rows["_u"].to_numpy() * 2 + rows["_h"].to_numpy()  # (user, half) -> one row of ``sums``
+        # one sparse product instead of a (positive rows x dim) gather: memory in users x dim only
+        members = csr_matrix(
+            (np.ones(len(profile)), (profile, rows["_i"].to_numpy())), shape=(2 * users.height, len(vectors))
+        )
+        sums = np.asarray(members @ vectors, dtype=np.float32).reshape(users.height, 2, vectors.shape[1])
+        counts = np.bincount(profile, minlength=2 * users.height).astype(np.float64).reshape(users.height, 2)
         model = cls(users, items, vectors, sums, counts, halves)
         raw = model.raw(train)
+        model._fitted = (train, raw)
         finite = raw[np.isfinite(raw)]
         if finite.size == 0:
             model.why_not = "no user has a positive outcome in the other half of their log"
@@ -332,6 +341,8 @@ class Affinity:
 
     def raw(self, pairs: pl.DataFrame) -> np.ndarray:
         """Cosine per pair; NaN where the profile is empty (``none``) or there is no item vector."""
+        if self._fitted is not None and self._fitted[0] is pairs:
+            return self._fitted[1].copy()
         out = np.full(pairs.height, np.nan)
         index = self._index(pairs)
         for part, sums, counts, items in self._chunks(index):
@@ -351,10 +362,11 @@ class Affinity:
 
     def encode(self, pairs: pl.DataFrame) -> pl.Series:
         raw = self.raw(pairs)
-        codes = np.searchsorted(np.asarray(self.edges), raw, side="right")
-        labels = np.array([f"q{c}" for c in codes], dtype=object)
-        labels[np.isnan(raw)] = NO_PROFILE
-        return pl.Series(AFFINITY, labels, dtype=pl.String)
+        codes = pl.Series(AFFINITY, np.searchsorted(np.asarray(self.edges), raw, side="right"))
+        labels = pl.select(
+            pl.when(pl.Series(np.isnan(raw))).then(pl.lit(NO_PROFILE)).otherwise(pl.lit("q") + codes.cast(pl.String))
+        )
+        return labels.to_series().alias(AFFINITY)
 
 
 def unit_rows(item_embeddings: pl.DataFrame) -> np.ndarray:

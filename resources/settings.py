@@ -37,6 +37,7 @@ class CausalrecSettings(dg.ConfigurableResource):
     partitions: str = Field(default="", description="CAUSALREC_PARTITIONS: '' or 'daily' (interactions by day).")
     refutation: str = Field(default="warn", description="CAUSALREC_REFUTATION: 'warn' or 'block'.")
     embed_shards: int = Field(default=8, ge=1, description="CAUSALREC_EMBED_SHARDS: shards of the embed job.")
+    rank_shards: int = Field(default=8, ge=1, description="CAUSALREC_RANK_SHARDS: user shards of the ranking job.")
     refresh_cron: str = Field(default="0 3 * * *", description="CAUSALREC_REFRESH_CRON: the refresh schedule.")
     storage_wait: int = Field(
         default=3600, ge=0, description="CAUSALREC_STORAGE_WAIT: seconds to wait for a run that holds the storage."
@@ -87,6 +88,7 @@ class CausalrecSettings(dg.ConfigurableResource):
             partitions=choice("CAUSALREC_PARTITIONS", "", PARTITION_MODES),
             refutation=choice("CAUSALREC_REFUTATION", "warn", REFUTATION_MODES),
             embed_shards=number("CAUSALREC_EMBED_SHARDS", 8),
+            rank_shards=number("CAUSALREC_RANK_SHARDS", 8),
             refresh_cron=text("CAUSALREC_REFRESH_CRON", "0 3 * * *"),
             storage_wait=number("CAUSALREC_STORAGE_WAIT", 3600, minimum=0),
             max_text_chars=number("CAUSALREC_MAX_TEXT_CHARS", MAX_TEXT_CHARS),

@@ -26,6 +26,7 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from causalrec_resources.memory import release_freed_memory
 from causalrec_resources.settings import current_settings
 from causalrec_resources.snapshots import PublishReport, Snapshots
 from causalrec_resources.storage_lock import StorageLock, pid_alive
@@ -148,7 +149,12 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
         super().handle_output(context, obj)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        """An unpartitioned asset reading every partition of a table gets them as one table."""
+        """An unpartitioned asset reading every partition of a table gets them as one table.
+        A step's first input first returns what the previous step freed (``release_freed_memory``)."""
+        step = id(getattr(context, "_step_context", None))  # one per step: its first input releases
+        if step != getattr(self, "_step", None):
+            self._step = step
+            release_freed_memory()
         try:
             value = super().load_input(context)
         except FileNotFoundError as missing:

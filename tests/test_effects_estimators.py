@@ -200,3 +200,27 @@ def test_the_headline_rule_prefers_dr_and_defers_to_the_randomized_slice_only_on
     assert far.estimator == "bn_do_query" and "closest" in far.reason
     assert choose_headline(close, randomized=estimate("slice", -0.20, 0.006)).estimator == "dr_learner"
     assert choose_headline([estimate("naive", 0.3)]).estimator == ""
+
+
+def test_nuisance_models_fit_on_a_sample_and_predict_every_row() -> None:
+    """``OnSample`` fits its estimator on at most ``max_rows`` rows (seeded: the same rows every
+    time), predicts on all of them, and is a classifier or regressor as its estimator is, so
+    EconML and ``cross_val_predict`` take it as that."""
+    from sklearn.base import is_classifier, is_regressor
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from causalrec_plugins.effects.on_sample import OnSample
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 3))
+    t = (x[:, 0] + rng.normal(size=5000) > 0).astype(int)
+    model = OnSample(LogisticRegression(), max_rows=800, random_state=1).fit(x, t)
+    assert is_classifier(model) and not is_regressor(model)
+    assert model.n_fitted_rows_ == 800 and list(model.classes_) == [0, 1]
+    assert model.predict_proba(x).shape == (5000, 2)
+    again = OnSample(LogisticRegression(), max_rows=800, random_state=1).fit(x, t)
+    np.testing.assert_array_equal(model.predict_proba(x), again.predict_proba(x))
+    small = OnSample(LinearRegression(), max_rows=10_000).fit(x, x[:, 1])
+    assert is_regressor(small) and small.n_fitted_rows_ == 5000  # fewer rows than the cap: all of them
+    assert not hasattr(small, "predict_proba")  # a regressor's has none (EconML tells classifiers by it)
+    np.testing.assert_allclose(small.predict(x), LinearRegression().fit(x, x[:, 1]).predict(x))

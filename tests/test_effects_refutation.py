@@ -119,6 +119,32 @@ def test_the_refuters_rerun_the_headlines_own_estimator(sound) -> None:
     assert calls and set(calls) == {"ips"}
 
 
+def test_on_a_large_log_the_refuters_re_estimate_on_a_sample_and_still_judge_right(sound) -> None:
+    """With ``max_rows`` under the log's rows the re-estimating refuters see a random sample
+    (and say how large), the slice weighs the full headline; a sound world still passes and a
+    graph missing its confounders still fails its placebo."""
+    inputs = sound.effect_inputs(CONFOUNDERS["hidden"])
+    plugin, context = IPSEffects(), PluginContext()
+    rows_seen: list[int] = []
+
+    def reestimate(changed: EffectInputs, name: str) -> float:
+        rows_seen.append(changed.variables.height)
+        return plugin.reestimate(changed, name, context)
+
+    table = plugin.estimate(inputs, context)
+    half = inputs.variables.height // 2
+    results = {r.name: r for r in run_refutations(table, inputs, reestimate, max_rows=half)}
+    assert max(rows_seen) == half  # never the whole log
+    for name, result in results.items():
+        assert result.passed, (name, result.message)
+        assert (result.details.get("sampled_rows") == half) == (name != "randomized_slice"), name
+    assert results["randomized_slice"].original == table.row(0, named=True)["estimate"]
+    blind = sound.effect_inputs([])  # no adjustment: the confounding shows in the placebo drawn from assignment
+    blind_table = plugin.estimate(blind, context)
+    placebo = run_refutations(blind_table, blind, reestimate, max_rows=half)[0]
+    assert placebo.name == "placebo_treatment" and not placebo.passed, placebo.message
+
+
 def test_rating_data_is_not_applicable(sound) -> None:
     inputs = sound.effect_inputs(CONFOUNDERS["hidden"]).with_treatment(np.ones(sound.variables.height))
     table = BackdoorEffects(QUICK).estimate(inputs, PluginContext())

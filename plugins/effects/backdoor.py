@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 from causalrec_assets.bayesnet import fit_network
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.effects.protocol import EffectInputs
+from causalrec_assets.stages.structure.counts import count_table
 from causalrec_plugins.effects.common import (
     AdjustedEffects,
     NetworkConfig,
@@ -125,7 +126,7 @@ class BackdoorEffects(AdjustedEffects):
         adjust = graph_adjustment(inputs)
         if estimator == "bn_do_query":
             label = binarised_label(inputs)
-            model = fit_network(inputs.variables, inputs.edges, cfg.equivalent_sample_size)
+            model = fit_network(count_table(inputs.variables), inputs.edges, cfg.equivalent_sample_size)
             return float(network_effect(model, inputs)) if label == "" else float("nan")
         if estimator == "naive":
             return fit_estimate("naive", effect_data(inputs, []), cfg).estimate

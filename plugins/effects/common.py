@@ -12,6 +12,7 @@ from pydantic import Field
 from causalrec_assets.bayesnet import adjustment_set, fit_network, interventional
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
 from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs, EffectsPlugin
+from causalrec_assets.stages.structure.counts import count_table, resample_counts
 from causalrec_plugins.effects.estimators import Estimate
 
 SCHEMA_OVERRIDES = {"estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}
@@ -95,9 +96,11 @@ def network_rows(
     inputs: EffectInputs, adjust: list[str], cfg: NetworkConfig, rng: np.random.Generator, context: PluginContext
 ) -> list[dict]:
     """ATE and segment effects (one per level of each adjustment variable) by do-query on the
-    Bayesian network, with intervals from networks refitted on resampled rows."""
+    Bayesian network, with intervals from networks refitted on bootstrap resamples of the log,
+    drawn as multinomial counts over the variable table's distinct rows (``count_table``)."""
     t, y, data = inputs.treatment, inputs.outcome, inputs.variables
-    model = inputs.network if inputs.network is not None else fit_network(data, inputs.edges)
+    counts = count_table(data)
+    model = inputs.network if inputs.network is not None else fit_network(counts, inputs.edges)
     segments = [
         (var, level)
         for var in adjust
@@ -111,7 +114,7 @@ def network_rows(
     point = np.array(effects(model))
     draws = []
     for b in range(cfg.network_bootstrap):
-        sample = data[rng.integers(0, data.height, size=data.height)]
+        sample = resample_counts(counts, rng, "bootstrap", 1.0)
         draws.append(effects(fit_network(sample, inputs.edges, cfg.equivalent_sample_size)))
         if (b + 1) % 10 == 0:
             context.log.info("do-query bootstrap %d/%d", b + 1, cfg.network_bootstrap)

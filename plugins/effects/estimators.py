@@ -39,6 +39,8 @@ from causalrec_assets.stages.effects.protocol import EffectInputs
 from causalrec_assets.variables import TOPIC
 from causalrec_plugins.effects.nuisance import (
     NUISANCE_HELP,
+    NUISANCE_ROWS,
+    NUISANCE_ROWS_HELP,
     NuisanceKind,
     effect_model,
     nuisance_models,
@@ -54,6 +56,7 @@ class EstimatorConfig(PluginConfig):
     """Settings every row-level estimator shares."""
 
     nuisance: NuisanceKind = Field(default="boosting", description=NUISANCE_HELP)
+    nuisance_rows: int = Field(default=NUISANCE_ROWS, ge=0, description=NUISANCE_ROWS_HELP)
     folds: int = Field(default=3, ge=2, description="Cross-fitting folds of the nuisance models.")
     propensity_clip: float = Field(
         default=0.01, ge=0.0, lt=0.5, description="Propensities are clipped to [c, 1 - c] in the weights."
@@ -125,8 +128,11 @@ def user_cells(frame: pl.DataFrame, units: np.ndarray | None) -> tuple[np.ndarra
     if units is None:
         return None, None
     topics = frame[TOPIC].to_numpy() if TOPIC in frame.columns else np.zeros(len(units))
-    cells = np.unique(np.column_stack([units, topics]), axis=0, return_inverse=True)[1].ravel()
-    return np.unique(units, return_inverse=True)[1], cells
+    users = np.unique(units, return_inverse=True)[1].ravel().astype(np.int64)
+    topic = np.unique(topics, return_inverse=True)[1].ravel().astype(np.int64)
+    # one integer per (user, topic), ordered as the pairs are: the codes np.unique(axis=0) gives, 50x faster
+    cells = np.unique(users * (int(topic.max(initial=0)) + 1) + topic, return_inverse=True)[1].ravel()
+    return users, cells
 
 
 CELL = "crossed_cell"
@@ -190,7 +196,7 @@ def dr_learner(data: EffectData, cfg: EstimatorConfig, with_interval: bool = Tru
     from econml.dr import LinearDRLearner
     from sklearn.model_selection import KFold
 
-    propensity, regression = nuisance_models(cfg.nuisance, data.binary, _mask(data), cfg.seed)
+    propensity, regression = nuisance_models(cfg.nuisance, data.binary, _mask(data), cfg.seed, cfg.nuisance_rows)
     model = LinearDRLearner(
         model_propensity=propensity,
         model_regression=regression,
@@ -215,8 +221,8 @@ def linear_dml(data: EffectData, cfg: EstimatorConfig, with_interval: bool = Tru
     x = _one_hot(w, _mask(data))  # the effect surface: linear in indicators and numbers
     mask = [False] * x.shape[1] + _mask(data)  # the nuisance models see [X, W]
     model = LinearDML(
-        model_y=outcome_model(cfg.nuisance, data.binary, mask, cfg.seed),
-        model_t=propensity_model(cfg.nuisance, mask, cfg.seed),
+        model_y=outcome_model(cfg.nuisance, data.binary, mask, cfg.seed, cfg.nuisance_rows),
+        model_t=propensity_model(cfg.nuisance, mask, cfg.seed, cfg.nuisance_rows),
         discrete_treatment=True,
         discrete_outcome=data.binary,
         cv=KFold(cfg.folds, shuffle=True, random_state=cfg.seed),
@@ -235,8 +241,8 @@ def causal_forest(data: EffectData, cfg: EstimatorConfig, with_interval: bool = 
     from sklearn.model_selection import KFold
 
     model = CausalForestDML(
-        model_y=outcome_model(cfg.nuisance, data.binary, _mask(data), cfg.seed),
-        model_t=propensity_model(cfg.nuisance, _mask(data), cfg.seed),
+        model_y=outcome_model(cfg.nuisance, data.binary, _mask(data), cfg.seed, cfg.nuisance_rows),
+        model_t=propensity_model(cfg.nuisance, _mask(data), cfg.seed, cfg.nuisance_rows),
         discrete_treatment=True,
         discrete_outcome=data.binary,
         cv=KFold(cfg.folds, shuffle=True, random_state=cfg.seed),
@@ -269,7 +275,7 @@ def cross_fitted_propensity(data: EffectData, cfg: EstimatorConfig) -> np.ndarra
     """P(exposed | covariates), each row predicted by a model that did not see it."""
     from sklearn.model_selection import KFold, cross_val_predict
 
-    model = propensity_model(cfg.nuisance, _mask(data), cfg.seed)
+    model = propensity_model(cfg.nuisance, _mask(data), cfg.seed, cfg.nuisance_rows)
     folds = KFold(cfg.folds, shuffle=True, random_state=cfg.seed)
     with fitting():
         return cross_val_predict(model, _covariates(data), data.t, cv=folds, method="predict_proba")[:, 1]
@@ -281,7 +287,7 @@ def cross_fitted_outcomes(data: EffectData, cfg: EstimatorConfig) -> tuple[np.nd
     from sklearn.base import clone
     from sklearn.model_selection import KFold
 
-    model = outcome_model(cfg.nuisance, data.binary, [*_mask(data), False], cfg.seed)
+    model = outcome_model(cfg.nuisance, data.binary, [*_mask(data), False], cfg.seed, cfg.nuisance_rows)
     w = _covariates(data)
     predicted = np.empty((len(data.t), 2))
     for train, held in KFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(w):
@@ -308,7 +314,9 @@ def within_user(
     predicts for them. The interval clusters by user."""
     psi, both = within_user_scores(data, cfg, propensity)
     if not both.all():
-        model = effect_model(cfg.seed, int(both.sum()), _mask(data)).fit(_covariates(data)[both], psi[both])
+        model = effect_model(cfg.seed, int(both.sum()), _mask(data), cfg.nuisance_rows).fit(
+            _covariates(data)[both], psi[both]
+        )
         psi[~both] = model.predict(_covariates(data)[~both])
     value = float(psi.mean())
     if not with_interval:

@@ -7,6 +7,11 @@ number (income against price) or a region of the text embedding is picked up wit
 writing the interaction down. ``linear`` is a logistic / ridge regression on indicator
 columns and standardised numbers: the main-effects model the pipeline used to have, kept as
 the misspecified reference a user can compare against.
+
+On a large log each model is fitted on a random sample of its training fold (``OnSample``,
+at most ``nuisance_rows`` rows): boosting's fit grows linearly with rows and gains little
+past a few hundred thousand, while its predictions, and so every estimate and interval, still
+cover every row.
 """
 
 from __future__ import annotations
@@ -16,14 +21,30 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from causalrec_assets.sampling import FIT_ROWS
+
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
 
 NuisanceKind = Literal["boosting", "linear"]
+NUISANCE_ROWS = FIT_ROWS
+NUISANCE_ROWS_HELP = (
+    "Each nuisance model (and the uplift model's final stage) is fitted on at most this many rows of its training "
+    "fold, drawn at random (0: every row); predictions, and so the estimates and their intervals, use every row."
+)
 NUISANCE_HELP = (
     "The propensity and outcome models: 'boosting' (gradient boosting with categorical splits; finds "
     "interactions and thresholds) or 'linear' (logistic / ridge regression on main effects)."
 )
+
+
+def on_sample(estimator: BaseEstimator, max_rows: int, seed: int) -> BaseEstimator:
+    """``estimator`` fitted on at most ``max_rows`` random rows (itself when ``max_rows`` is 0)."""
+    if not max_rows:
+        return estimator
+    from causalrec_plugins.effects.on_sample import OnSample
+
+    return OnSample(estimator, max_rows, seed)
 
 
 def boosted(binary: bool, categorical: Sequence[bool], seed: int, max_iter: int = 200) -> BaseEstimator:
@@ -52,36 +73,50 @@ def linear(binary: bool, categorical: Sequence[bool]) -> BaseEstimator:
     return make_pipeline(columns, model)
 
 
-def propensity_model(kind: NuisanceKind, categorical: Sequence[bool], seed: int) -> BaseEstimator:
-    """P(exposed | covariates)."""
-    return linear(True, categorical) if kind == "linear" else boosted(True, categorical, seed)
+def propensity_model(
+    kind: NuisanceKind, categorical: Sequence[bool], seed: int, max_rows: int = NUISANCE_ROWS
+) -> BaseEstimator:
+    """P(exposed | covariates), fitted on at most ``max_rows`` rows (``OnSample``)."""
+    model = linear(True, categorical) if kind == "linear" else boosted(True, categorical, seed)
+    return on_sample(model, max_rows, seed)
 
 
-def outcome_model(kind: NuisanceKind, binary: bool, categorical: Sequence[bool], seed: int) -> BaseEstimator:
-    """E[outcome | covariates] (a classifier's probability for a 0/1 outcome)."""
-    return linear(binary, categorical) if kind == "linear" else boosted(binary, categorical, seed)
+def outcome_model(
+    kind: NuisanceKind, binary: bool, categorical: Sequence[bool], seed: int, max_rows: int = NUISANCE_ROWS
+) -> BaseEstimator:
+    """E[outcome | covariates] (a classifier's probability for a 0/1 outcome), fitted on at
+    most ``max_rows`` rows."""
+    model = linear(binary, categorical) if kind == "linear" else boosted(binary, categorical, seed)
+    return on_sample(model, max_rows, seed)
 
 
 def nuisance_models(
-    kind: NuisanceKind, binary_outcome: bool, categorical: Sequence[bool], seed: int
+    kind: NuisanceKind, binary_outcome: bool, categorical: Sequence[bool], seed: int, max_rows: int = NUISANCE_ROWS
 ) -> tuple[BaseEstimator, BaseEstimator]:
     """``(propensity, outcome)`` models for EconML's DR learner, whose one outcome model sees
     the covariates and the treatment, appended as the last column."""
-    return propensity_model(kind, categorical, seed), outcome_model(kind, binary_outcome, [*categorical, False], seed)
+    return (
+        propensity_model(kind, categorical, seed, max_rows),
+        outcome_model(kind, binary_outcome, [*categorical, False], seed, max_rows),
+    )
 
 
-def effect_model(seed: int, rows: int, categorical: Sequence[bool] | None = None) -> BaseEstimator:
+def effect_model(
+    seed: int, rows: int, categorical: Sequence[bool] | None = None, max_rows: int = NUISANCE_ROWS
+) -> BaseEstimator:
     """The DR learner's final stage for conditional effects: shallow, strongly regularised
-    boosting of the (noisy) doubly robust pseudo-outcomes."""
+    boosting of the (noisy) doubly robust pseudo-outcomes, on at most ``max_rows`` of them."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    return HistGradientBoostingRegressor(
+    fitted_rows = min(rows, max_rows) if max_rows else rows
+    model = HistGradientBoostingRegressor(
         categorical_features=list(categorical) if categorical and any(categorical) else None,
         max_depth=3,
-        min_samples_leaf=int(np.clip(rows // 100, 20, 400)),
+        min_samples_leaf=int(np.clip(fitted_rows // 100, 20, 400)),
         learning_rate=0.05,
         max_iter=300,
         l2_regularization=1.0,
         early_stopping=True,
         random_state=seed,
     )
+    return on_sample(model, max_rows, seed)

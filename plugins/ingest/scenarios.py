@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
 import polars as pl
+from scipy.special import ndtri
 
 from causalrec_assets.stages.ingest.protocol import Dataset, GroundTruth
 
@@ -80,6 +80,60 @@ class Mechanisms:
     binary: bool = True
     noise: float = 1.0  # standard deviation of a continuous outcome around its mean
     hidden: list[str] = field(default_factory=list)
+
+
+# Up to this many users x items a world is drawn as it always was (dense per-pair tables, the
+# truth's uplift on every pair); past it, without any users x items matrix, so a 100,000 x
+# 10,000 world takes memory in its logged pairs only.
+DENSE_PAIRS = 20_000_000
+TRUTH_PAIRS = 2_000_000  # past this, the truth's uplift covers a random sample of users (all their items)
+
+
+def distinct_items(rng: np.random.Generator, n_users: int, n_items: int, per_user: int) -> np.ndarray:
+    """``per_user`` distinct item indices per user, in random order, drawing a few more than
+    needed with replacement and keeping each row's first occurrences (memory: users x draws)."""
+    if per_user * 2 > n_items:  # duplicates would be common: one permutation per user
+        return np.stack([rng.permutation(n_items)[:per_user] for _ in range(n_users)])
+    out = np.empty((n_users, per_user), dtype=np.int64)
+    todo, draws_per_row = np.arange(n_users), per_user + max(8, per_user // 2)
+    while todo.size:
+        draws = rng.integers(0, n_items, (todo.size, draws_per_row))
+        order = np.argsort(draws, axis=1, kind="stable")  # equal items: the earliest draw first
+        ranked = np.take_along_axis(draws, order, axis=1)
+        first = np.ones(ranked.shape, dtype=bool)
+        first[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+        keep = np.empty_like(first)
+        np.put_along_axis(keep, order, first, axis=1)
+        enough = keep.sum(axis=1) >= per_user
+        kept = np.argsort(~keep[enough], axis=1, kind="stable")[:, :per_user]
+        out[todo[enough]] = np.take_along_axis(draws[enough], kept, axis=1)
+        todo = todo[~enough]
+    return out
+
+
+def pair_normal(key: int, u: np.ndarray, i: np.ndarray, n_items: int) -> np.ndarray:
+    """A standard normal per (user, item) pair, the same for the same pair: a hash of the pair
+    (splitmix64) instead of a users x items table."""
+    x = (u.astype(np.uint64) * np.uint64(n_items) + i.astype(np.uint64)) ^ np.uint64(key)
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    uniform = ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+    return ndtri(uniform)
+
+
+def truth_users(rng: np.random.Generator, n_users: int, n_items: int) -> np.ndarray:
+    """The users whose every item the truth's uplift covers: all of them in a small world, a
+    random sample (``TRUTH_PAIRS`` pairs) in a large one."""
+    if n_users * n_items <= TRUTH_PAIRS:
+        return np.arange(n_users)
+    return np.sort(rng.choice(n_users, max(1, TRUTH_PAIRS // n_items), replace=False))
+
+
+def truth_pairs(users: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every item of each of ``users``, as (user index, item index) arrays."""
+    return np.repeat(users, n_items), np.tile(np.arange(n_items), users.size)
 
 
 def _ids(prefix: str, n: int) -> np.ndarray:
@@ -228,7 +282,9 @@ def attribute_world(
     age = rng.choice(len(AGE_GROUPS), n_users)
     region = rng.choice(len(REGIONS), n_users)
     trait = rng.normal(0, 1, n_users)  # in no table
-    situation = rng.normal(0, 1, (n_users, n_items)) if context else np.zeros((1, 1))  # in no table
+    dense = context and n_users * n_items <= DENSE_PAIRS
+    situation = rng.normal(0, 1, (n_users, n_items)) if dense else np.zeros((1, 1))  # in no table
+    situation_key = int(rng.integers(0, 2**63)) if context and not dense else 0
     n_cat = 6
     category, texts = _category_items(rng, n_items, n_cat)
     price = rng.choice(len(PRICE_TIERS), n_items, p=[0.4, 0.4, 0.2])
@@ -245,7 +301,9 @@ def attribute_world(
         return b_age[age[u]] + b_cat[category[i]] + b_price[price[i]]
 
     def unobserved(u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        pair = situation[u, i] if context else 0.0
+        if not context:
+            return hidden * trait[u]
+        pair = situation[u, i] if dense else pair_normal(situation_key, u, i, n_items)
         return hidden * trait[u] + context * pair
 
     def mu0(u: np.ndarray, i: np.ndarray) -> np.ndarray:
@@ -300,14 +358,14 @@ def log_table(
     test: np.ndarray,
 ) -> pl.DataFrame:
     """The canonical interactions table of a simulated log (timestamps: seconds into 2026)."""
-    start = datetime(2026, 1, 1)
+    timestamps = (np.datetime64("2026-01-01T00:00:00", "s") + seconds.astype("timedelta64[s]")).astype("datetime64[us]")
     return pl.DataFrame(
         {
             "user_id": users,
             "item_id": items,
             "exposure": exposure.astype(np.int8),
             "outcome": outcome,
-            "timestamp": [start + timedelta(seconds=int(s)) for s in seconds],
+            "timestamp": timestamps,
             "split": np.where(test, "test", "train"),
         }
     ).sort("timestamp")
@@ -322,6 +380,8 @@ def logged_pairs(rng: np.random.Generator, n_users: int, n_items: int, per_user:
     """``per_user`` distinct item indices for every user, without a users x items matrix."""
     if per_user > n_items:
         raise ValueError(f"{per_user} pairs per user exceed the {n_items} items")
+    if n_users * n_items > DENSE_PAIRS:
+        return distinct_items(rng, n_users, n_items, per_user)
     out = np.empty((n_users, per_user), dtype=np.int64)
     for u in range(n_users):
         out[u] = rng.choice(n_items, per_user, replace=False)
@@ -338,7 +398,8 @@ def draw_world(
     days: int = 14,
 ) -> Dataset:
     """Sample a world of ``scenario``: the canonical tables and the truth (the ATE over the
-    training pairs and the uplift of every user x item pair)."""
+    training pairs and the uplift of every user x item pair, or of a sample of users' pairs in a
+    large world: ``truth_users``)."""
     rng = np.random.default_rng(seed)
     world = mechanisms(scenario, rng, n_users, n_items)
     return sample_world(world, rng, pairs_per_user, test_pairs_per_user, days, name=f"scenario-{scenario}")
@@ -372,8 +433,7 @@ def sample_world(
     seconds = rng.integers(0, days * 86400, size=u.size)
     user_ids, item_ids = world.users["user_id"].to_numpy(), world.items["item_id"].to_numpy()
     interactions = log_table(user_ids[u], item_ids[i], exposure, outcome, seconds, is_test)
-    all_u = np.repeat(np.arange(n_users), n_items)
-    all_i = np.tile(np.arange(n_items), n_users)
+    all_u, all_i = truth_pairs(truth_users(rng, n_users, n_items), n_items)
     q0, q_tau = world.mu0(all_u, all_i), world.tau(all_u, all_i)
     q1 = np.clip(q0 + q_tau, 0.0, 1.0) if world.binary else q0 + q_tau
     uplift = uplift_table(user_ids[all_u], item_ids[all_i], q0, q1)

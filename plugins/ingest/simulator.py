@@ -18,7 +18,16 @@ from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
 from causalrec_assets.stages.ingest.protocol import Dataset, GroundTruth, IngestPlugin
-from causalrec_plugins.ingest.scenarios import SCENARIOS, draw_world, log_table, uplift_table
+from causalrec_plugins.ingest.scenarios import (
+    DENSE_PAIRS,
+    SCENARIOS,
+    distinct_items,
+    draw_world,
+    log_table,
+    truth_pairs,
+    truth_users,
+    uplift_table,
+)
 
 AGE_GROUPS = ["18-24", "25-34", "35-49", "50+"]
 ACTIVITY = ["low", "high"]
@@ -159,7 +168,10 @@ def simulate(config: SimulatorConfig) -> Dataset:
     per_user = config.pairs_per_user + config.test_pairs_per_user
     if per_user > ni:
         raise ValueError(f"pairs_per_user + test_pairs_per_user ({per_user}) exceeds n_items ({ni})")
-    chosen = np.argsort(rng.random((nu, ni)), axis=1)[:, :per_user]
+    if nu * ni <= DENSE_PAIRS:
+        chosen = np.argsort(rng.random((nu, ni)), axis=1)[:, :per_user]
+    else:
+        chosen = distinct_items(rng, nu, ni, per_user)
     users_idx = np.repeat(np.arange(nu), per_user)
     items_idx = chosen.ravel()
     is_test = np.tile(np.arange(per_user) >= config.pairs_per_user, nu)
@@ -188,9 +200,9 @@ def simulate(config: SimulatorConfig) -> Dataset:
     )
     interactions = log_table(user_ids[users_idx], item_ids[items_idx], exposure, outcome, seconds, is_test)
 
-    # Truth: every (user, item) pair's potential outcomes, and the DAG that generated them.
-    all_u = np.repeat(np.arange(nu), ni)
-    all_i = np.tile(np.arange(ni), nu)
+    # Truth: every (user, item) pair's potential outcomes (a sample of users' in a large
+    # world), and the DAG that generated them.
+    all_u, all_i = truth_pairs(truth_users(rng, nu, ni), ni)
     q0, q1, _ = probabilities(all_u, all_i)
     uplift = uplift_table(user_ids[all_u], item_ids[all_i], q0, q1)
     train = ~is_test

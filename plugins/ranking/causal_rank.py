@@ -30,7 +30,7 @@ class CausalRanking(RankingPlugin):
         cfg: CausalRankingConfig = self.config  # type: ignore[assignment]
         if has_unexposed_outcomes(inputs.interactions):
             score = uplift_scorer(inputs, cfg)
-            recommendations = recommend(score, inputs, cfg.k, context)
+            recommendations = recommend(score, inputs, cfg, context)
         else:
             candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
             context.log.info("rating data: debiased relevance ranking of %d candidate pairs", candidates.height)

@@ -18,7 +18,7 @@ import networkx as nx
 import polars as pl
 
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Edge, Knowledge, StructurePlugin
+from causalrec_assets.stages.structure.protocol import COUNT, Edge, Knowledge, StructurePlugin
 from causalrec_plugins.structure.knowledge import KnowledgeError, LearnerConfig
 from causalrec_plugins.structure.table import CodedTable, coded_table
 
@@ -27,15 +27,16 @@ class CausalrecStructure(StructurePlugin):
     """Base of the built-in learners: subclasses implement ``learn_table``."""
 
     Config = LearnerConfig
+    accepts_counts = True  # every built-in learner counts: a count table is all it needs
 
     def report(self) -> dict[str, object]:
         return dict(getattr(self, "report_", {}))
 
     def learn(self, data: pl.DataFrame, knowledge: Knowledge, context: PluginContext) -> list[Edge]:
         cfg: LearnerConfig = self.config  # type: ignore[assignment]
-        merged = self.check_knowledge(list(data.columns), knowledge)
+        merged = self.check_knowledge([c for c in data.columns if c != COUNT], knowledge)
         start = time.perf_counter()
-        table = coded_table(data, max_levels=cfg.max_levels)
+        table = coded_table(data, max_levels=cfg.max_levels, count=COUNT)
         constant = table.constant()
         clash = [e for e in merged.required if e[0] in constant or e[1] in constant]
         if clash:
@@ -48,11 +49,12 @@ class CausalrecStructure(StructurePlugin):
         self.check_result(table.names, edges, merged)
         self.seconds_ = time.perf_counter() - start
         context.log.info(
-            "%s: %d edges over %d variables (%d rows) in %.2f s",
+            "%s: %d edges over %d variables (%d rows%s) in %.2f s",
             type(self).__name__,
             len(edges),
             len(table.names),
             table.n,
+            f", {table.codes.shape[0]} distinct" if table.weights is not None else "",
             self.seconds_,
         )
         return sorted(edges)

@@ -53,10 +53,11 @@ class CodedCITest(_BaseCITest):
         z, n_z = compact(z, n_z, kx * ky)
         zx = z * kx + codes[:, x]
         zy = z * ky + codes[:, y]
-        cell = np.bincount(zx * ky + codes[:, y], minlength=n_z * kx * ky)
-        m_zx = np.bincount(zx, minlength=n_z * kx)
-        m_zy = np.bincount(zy, minlength=n_z * ky)
-        m_z = np.bincount(z, minlength=n_z)
+        count = self.table.count
+        cell = count(zx * ky + codes[:, y], n_z * kx * ky)
+        m_zx = count(zx, n_z * kx)
+        m_zy = count(zy, n_z * ky)
+        m_z = count(z, n_z)
         rows = (m_zx.reshape(n_z, kx) > 0).sum(axis=1)
         cols = (m_zy.reshape(n_z, ky) > 0).sum(axis=1)
         dof = int(np.dot(np.maximum(rows - 1, 0), np.maximum(cols - 1, 0)))
@@ -70,13 +71,13 @@ class CodedCITest(_BaseCITest):
             c_zx, c_y = np.divmod(nz, ky)
             c_z = c_zx // kx
             expected = m_zx[c_zx] * m_zy[c_z * ky + c_y] / m_z[c_z]
-            stat = float(np.sum(o * o / expected) - codes.shape[0])
+            stat = float(np.sum(o * o / expected) - self.table.n)
         stat = max(stat, 0.0)
         p_value = 0.0 if dof == 0 else float(chdtrc(dof, stat))
-        effect = float(np.sqrt(stat / (codes.shape[0] * max(min(kx, ky) - 1, 1))))
+        effect = float(np.sqrt(stat / (self.table.n * max(min(kx, ky) - 1, 1))))
         return _CITestResult(statistic=stat, p_value=p_value, effect_size=effect, attributes={"dof_": dof})
 
 
 def _xlogx(counts: np.ndarray) -> float:
-    c = counts[counts > 1].astype(np.float64)  # 0 log 0 = 1 log 1 = 0
+    c = counts[counts > 0].astype(np.float64)  # 0 log 0 = 0 (and 1 log 1 = 0)
     return float(np.dot(c, np.log(c)))

@@ -54,7 +54,7 @@ class CountingScore(BaseStructureScore):
         self.evaluations += 1
         child = self._position[variable]
         pa = [self._position[p] for p in parents]
-        counts = contingency(self.table.codes, self._cards, child, pa).astype(np.float64)
+        counts = contingency(self.table, child, pa).astype(np.float64)
         return family_score(counts, self.kind, int(self._cards[child]), _n_configs(self._cards, pa), self.table.n,
                             self.equivalent_sample_size)  # fmt: skip
 

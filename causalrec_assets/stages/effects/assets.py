@@ -22,7 +22,7 @@ from causalrec_assets.registry import get_registry
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.effects.inputs import effect_inputs
 from causalrec_assets.stages.effects.protocol import EffectInputs, EffectsPlugin
-from causalrec_assets.stages.effects.refutation import REFUTERS, adjusted_rows, run_refutations
+from causalrec_assets.stages.effects.refutation import REFUTATION_ROWS, REFUTERS, adjusted_rows, run_refutations
 from causalrec_resources.settings import current_settings
 
 EffectsStageConfig = stage_config_class("effects")
@@ -36,6 +36,12 @@ class RefutationConfig(dg.Config):
     n_simulations: int = Field(default=1, ge=1, description="Placebo draws (of each kind) and random common causes.")
     n_splits: int = Field(default=1, ge=1, description="Random halves of the log, each re-estimated.")
     abs_tolerance: float = Field(default=0.005, ge=0, description="Smallest tolerance, whatever the interval's width.")
+    max_rows: int = Field(
+        default=REFUTATION_ROWS,
+        ge=1000,
+        description="Past this many training rows the refuters that re-estimate work on a random sample of this size "
+        "(their bands widened to the sample's standard error); the randomized slice weighs the full headline.",
+    )
     seed: int = Field(default=0, description="Seed of the placebos, random causes and splits.")
     reference_plugin: str = Field(
         default="backdoor",
@@ -128,6 +134,7 @@ def treatment_effects(
         seed=cfg.seed,
         log=context.log,
         reference=reference_estimates(table, inputs, cfg.reference_plugin, pctx),
+        max_rows=cfg.max_rows,
     )
     refuted = [o for o in outcomes if not o.passed]
     ates = table.filter(pl.col("estimand") == "ATE")

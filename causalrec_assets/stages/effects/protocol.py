@@ -60,7 +60,11 @@ class PairFeatures:
 
     def arrays(self, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(W, t, y)``: the columns as a float matrix, the treatment (0/1) and the outcome."""
-        w = self.frame.select(columns).to_numpy().astype(np.float64) if columns else np.zeros((self.height, 0))
+        w = (
+            self.frame.select(columns).to_numpy().astype(np.float64, copy=False)
+            if columns
+            else np.zeros((self.height, 0))
+        )
         t = self.frame[self.treatment].cast(pl.Int64).to_numpy()
         y = self.frame[self.outcome].cast(pl.Float64).to_numpy()
         return w, t, y

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
-from pgmpy.ci_tests import GSq
 
 from causalrec_assets import metadata as md
 from causalrec_assets.bayesnet import adjustment_set, cpds_to_frame, fit_network
@@ -14,6 +13,7 @@ from causalrec_assets.graph_picture import causal_paths, graph_picture
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
+from causalrec_assets.stages.structure.counts import count_table, g_test
 from causalrec_assets.stages.structure.knowledge import stage_knowledge
 from causalrec_assets.stages.structure.protocol import Edge, Knowledge, StructurePlugin
 from causalrec_assets.stages.structure.stability import Stability, StabilityConfig, edge_stability, stability_config
@@ -104,16 +104,14 @@ def variables(
     )
 
 
-def effect_evidence(variables: pl.DataFrame, adjust: list[str]) -> str:
-    """What the data alone say about the required ``exposure → outcome`` edge: pgmpy's G-test
-    of exposure ⊥ outcome given the adjustment set, so a reader sees whether the edge was
-    only asserted (large p) or is plainly in the data (small p)."""
-    if not all(v in variables.columns and variables[v].n_unique() > 1 for v in (TREATMENT, OUTCOME)):
+def effect_evidence(counts: pl.DataFrame, adjust: list[str]) -> str:
+    """What the data alone say about the required ``exposure → outcome`` edge: the G-test of
+    exposure ⊥ outcome given the adjustment set, on the count table, so a reader sees whether
+    the edge was only asserted (large p) or is plainly in the data (small p)."""
+    if not all(v in counts.columns and counts[v].n_unique() > 1 for v in (TREATMENT, OUTCOME)):
         return "not tested: exposure or outcome has a single value"
-    frame = variables.select(TREATMENT, OUTCOME, *adjust).cast(pl.String).fill_null("missing").to_pandas()
-    test = GSq(frame.astype("category"))
-    stat, p_value = test.run_test(TREATMENT, OUTCOME, list(adjust))
-    return f"G = {stat:.1f}, dof = {test.dof_}, p = {p_value:.3g} (exposure ⊥ outcome | adjustment set)"
+    stat, dof, p_value = g_test(counts, TREATMENT, OUTCOME, list(adjust))
+    return f"G = {stat:.1f}, dof = {dof}, p = {p_value:.3g} (exposure ⊥ outcome | adjustment set)"
 
 
 @dg.multi_asset(
@@ -131,15 +129,17 @@ def structure(context: dg.AssetExecutionContext, config: StructureStageConfig, c
     """Structure learning under tiers (attributes → exposure → outcome, nothing into
     attributes) plus the plugin's own knowledge, with bootstrap edge stability."""
     plugin = plugin_from_config(StructurePlugin, config, context.log)
-    learned = learn_graph(plugin, causal_variables, plugin_context(context))
-    network = fit_network(causal_variables, learned.edges)
+    counts = count_table(causal_variables)
+    context.log.info("count table: %d distinct rows of %d", counts.height, causal_variables.height)
+    learned = learn_graph(plugin, causal_variables, plugin_context(context), counts)
+    network = fit_network(counts, learned.edges)
     graph = learned.document()
     made_by = md.plugin_metadata("structure", config.plugin)  # type: ignore[attr-defined]
-    yield dg.Output(
-        graph,
-        "causal_graph",
-        metadata={**graph_metadata(learned, causal_variables, graph), **made_by},
+    meta = {**graph_metadata(learned, counts, graph), **made_by}
+    meta["count_table"] = f"{counts.height} distinct rows of {causal_variables.height}" + (
+        "" if plugin.accepts_counts else " (the plugin reads rows; the network and the G-test read the counts)"
     )
+    yield dg.Output(graph, "causal_graph", metadata=meta)
     cpds = cpds_to_frame(network)
     yield dg.Output(
         cpds, "bayesian_network", metadata={**made_by, **md.table_metadata(cpds), "variables": len(graph["nodes"])}
@@ -186,20 +186,26 @@ class LearnedGraph:
         }
 
 
-def learn_graph(plugin: StructurePlugin, variables: pl.DataFrame, context: PluginContext) -> LearnedGraph:
+def learn_graph(
+    plugin: StructurePlugin, variables: pl.DataFrame, context: PluginContext, counts: pl.DataFrame | None = None
+) -> LearnedGraph:
     """The plugin's DAG under the stage's knowledge (checked before any work), then the
-    bootstrap: the plugin re-learns on resampled logs."""
+    bootstrap: the plugin re-learns on resampled logs. A plugin that ``accepts_counts`` reads
+    the count table (``counts``, made here when not given) instead of the rows."""
     names = list(variables.columns)
     knowledge = stage_knowledge(variables)
     merged = plugin.check_knowledge(names, knowledge)  # a bad configuration fails first
+    data = variables
+    if getattr(plugin, "accepts_counts", False):
+        data = count_table(variables) if counts is None else counts
     start = time.perf_counter()
-    edges = [(str(a), str(b)) for a, b in plugin.learn(variables, knowledge, context)]
+    edges = [(str(a), str(b)) for a, b in plugin.learn(data, knowledge, context)]
     learn_seconds = time.perf_counter() - start
     settings = stability_config(plugin.config)
     start = time.perf_counter()
     stability = edge_stability(
         plugin,
-        variables,
+        data,
         knowledge,
         context,
         settings.bootstrap,
@@ -221,7 +227,7 @@ def learn_graph(plugin: StructurePlugin, variables: pl.DataFrame, context: Plugi
     )
 
 
-def graph_metadata(learned: LearnedGraph, variables: pl.DataFrame, graph: dict) -> dict:
+def graph_metadata(learned: LearnedGraph, counts: pl.DataFrame, graph: dict) -> dict:
     """What a person reads first on ``causal_graph``: the paths, the adjustment set, what was
     unstable or frequent but absent, the knowledge obeyed, and the picture."""
     edges, unstable, adjust = learned.edges, learned.unstable, graph["adjustment_set"]
@@ -242,7 +248,7 @@ def graph_metadata(learned: LearnedGraph, variables: pl.DataFrame, graph: dict) 
         "exposure_to_outcome": (TREATMENT, OUTCOME) in set(edges),
         "causal_paths": ", ".join(f"{a} → {b}" for a, b in sorted(causal_paths(edges, TREATMENT, OUTCOME))) or "none",
         "adjustment_set": ", ".join(adjust) or "empty",
-        "exposure_to_outcome_test": effect_evidence(variables, adjust),
+        "exposure_to_outcome_test": effect_evidence(counts, adjust),
         "learn_seconds": md.rounded(learned.learn_seconds),
         "bootstrap_resamples": learned.stability.resamples,
         "resampling": learned.settings.resampling,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
 from causalrec_assets.plugin_api import Plugin, PluginContext
 from causalrec_assets.stages.structure.knowledge import Edge, Knowledge, combine, config_knowledge
 
-__all__ = ["Edge", "Knowledge", "StructurePlugin"]
+__all__ = ["COUNT", "Edge", "Knowledge", "StructurePlugin"]
+
+COUNT = "__rows__"  # a count table's column: how many rows of the variable table each row stands for
 
 
 class StructurePlugin(Plugin):
@@ -22,9 +24,16 @@ class StructurePlugin(Plugin):
     combines the stage's knowledge with the config's when the config extends
     ``KnowledgeConfig``), and ``report``, facts about the last ``learn`` for the
     materialization (the default has none). The stage's bootstrap edge stability follows the
-    config's ``StabilityConfig`` fields when the config extends it (else its defaults)."""
+    config's ``StabilityConfig`` fields when the config extends it (else its defaults).
+
+    ``accepts_counts`` (since 1.3): True when ``learn`` takes a count table, the distinct rows
+    of the variable table with their number of rows in the ``COUNT`` column. A log of millions
+    of pairs has a few thousand distinct rows of its discrete variables, so a learner that
+    counts (scores, CI tests) does the same work on far fewer rows, and a bootstrap resample
+    is a reweighting of the counts. False (the default): ``learn`` gets the rows themselves."""
 
     stage = "structure"
+    accepts_counts: ClassVar[bool] = False
 
     @abstractmethod
     def learn(self, data: pl.DataFrame, knowledge: Knowledge, context: PluginContext) -> list[Edge]:

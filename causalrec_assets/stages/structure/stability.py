@@ -1,6 +1,7 @@
 """Bootstrap edge stability: in what fraction of resampled logs does each edge reappear?
 
-The structure plugin is re-run on ``resamples`` resamples of the rows (resample i drawn from
+The structure plugin is re-run on ``resamples`` resamples of the rows, or of a count table's
+counts (``counts.resample_counts``) for a plugin that takes one (resample i drawn from
 the seed sequence (seed, i), so the answer does not depend on how the work is scheduled), on
 ``n_jobs`` processes when that pays: a worker process spends seconds importing the stack
 before its first resample, so the first resample is timed here and the rest go to workers
@@ -31,8 +32,9 @@ from joblib.externals.loky import get_reusable_executor
 from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
+from causalrec_assets.stages.structure.counts import resample_counts, rows_of
 from causalrec_assets.stages.structure.knowledge import Knowledge
-from causalrec_assets.stages.structure.protocol import Edge, StructurePlugin
+from causalrec_assets.stages.structure.protocol import COUNT, Edge, StructurePlugin
 
 
 class StabilityConfig(PluginConfig):
@@ -91,13 +93,22 @@ def resample_rows(n: int, seed: int, index: int, scheme: str = "subsample", frac
     return np.sort(rng.permutation(n)[: max(2, int(round(fraction * n)))])
 
 
+def resample(
+    data: pl.DataFrame, seed: int, index: int, scheme: str = "subsample", fraction: float = 0.5
+) -> pl.DataFrame:
+    """Resample ``index`` of ``data``: its rows, or, of a count table, its counts reweighted."""
+    if COUNT in data.columns:
+        return resample_counts(data, np.random.default_rng([seed, index]), scheme, fraction)
+    return data[resample_rows(data.height, seed, index, scheme, fraction)]
+
+
 def _one(plugin: StructurePlugin, data: pl.DataFrame, knowledge: Knowledge, seed: int, index: int, scheme: str,
          fraction: float):  # fmt: skip
-    rows = resample_rows(data.height, seed, index, scheme, fraction)
     quiet = logging.getLogger("causalrec.bootstrap")
     quiet.setLevel(logging.WARNING)
     try:
-        edges = plugin.learn(data[rows], knowledge, PluginContext(log=quiet, seed=seed + index))
+        sample = resample(data, seed, index, scheme, fraction)
+        edges = plugin.learn(sample, knowledge, PluginContext(log=quiet, seed=seed + index))
         return [tuple(e) for e in edges], None
     except Exception as exc:  # one degenerate resample must not sink the others
         return None, f"resample {index}: {type(exc).__name__}: {exc}"
@@ -115,7 +126,7 @@ def edge_stability(
     fraction: float = 0.5,
 ) -> Stability:
     """Re-learn on ``resamples`` resamples; fractions over those that succeeded."""
-    if resamples <= 0 or data.height < 2:
+    if resamples <= 0 or rows_of(data) < 2:
         return Stability()
     counts: Counter = Counter()
     done = failed = 0
