@@ -36,6 +36,7 @@ from pydantic import Field
 from causalrec_assets.candidates import unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.stages.ranking.protocol import TopKConfig
+from causalrec_assets.variables import unit_rows
 
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
 
@@ -61,14 +62,9 @@ class CandidateConfig(TopKConfig):
         return self.nearest_candidates + self.neighbour_candidates + self.prior_candidates + self.explore_candidates
 
 
-def unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
-
-
 def matrix(frame: pl.DataFrame) -> np.ndarray:
-    """The ``embedding`` column as unit float32 rows."""
-    return unit(np.asarray(frame["embedding"].to_numpy(), dtype=np.float32).reshape(frame.height, -1))
+    """The ``embedding`` column as unit float32 rows (``variables.unit_rows``)."""
+    return unit_rows(frame).astype(np.float32)
 
 
 def no_pairs(users: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtri
 
+from causalrec_assets.retrieval import mix
 from causalrec_assets.stages.ingest.protocol import Dataset, GroundTruth
 
 Scenario = Literal["interaction", "numeric", "taste", "hidden", "null", "negative", "strong", "continuous"]
@@ -115,10 +116,7 @@ def pair_normal(key: int, u: np.ndarray, i: np.ndarray, n_items: int) -> np.ndar
     """A standard normal per (user, item) pair, the same for the same pair: a hash of the pair
     (splitmix64) instead of a users x items table."""
     x = (u.astype(np.uint64) * np.uint64(n_items) + i.astype(np.uint64)) ^ np.uint64(key)
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x = x ^ (x >> np.uint64(31))
+    x = mix(x + np.uint64(0x9E3779B97F4A7C15))
     uniform = ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
     return ndtri(uniform)
 

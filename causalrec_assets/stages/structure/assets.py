@@ -196,7 +196,7 @@ def learn_graph(
     knowledge = stage_knowledge(variables)
     merged = plugin.check_knowledge(names, knowledge)  # a bad configuration fails first
     data = variables
-    if getattr(plugin, "accepts_counts", False):
+    if plugin.accepts_counts:
         data = count_table(variables) if counts is None else counts
     start = time.perf_counter()
     edges = [(str(a), str(b)) for a, b in plugin.learn(data, knowledge, context)]
