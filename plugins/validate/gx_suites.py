@@ -2,13 +2,13 @@
 
 The suite encodes the data contract of docs/plugins.md (schema, nulls, key uniqueness, value ranges:
 finite numeric outcomes, timestamps in [1970, 2200), referential integrity, minimum sizes of the
-training rows); GX runs it on the table and every verdict is turned into an
-``ExpectationOutcome`` that names the table, the column, the count and sample bad values.
+training rows); GX runs it on the table, in row batches on a large one (``gx_batches``), and every
+verdict is turned into an ``ExpectationOutcome`` that names the table, the column, the count and
+sample bad values.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from causalrec_assets.contracts import (
 )
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
 from causalrec_assets.stages.validate.protocol import ExpectationOutcome, ValidatePlugin, ValidationOutcome
+from causalrec_plugins.validate.gx_batches import BATCH_ROWS, MIN_BATCH_ROWS, TRAIN_ROWS, Verdict, validate_frame
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -146,7 +147,7 @@ def minimum_sizes(present: Collection[str], exposure: pl.DataType | None = None)
     exposure leaves nothing to estimate; rating logs with exposure 1 everywhere are fine)."""
     import great_expectations.expectations as gxe
 
-    train = {"row_condition": 'split=="train"', "condition_parser": "pandas"} if "split" in present else {}
+    train = {"row_condition": TRAIN_ROWS, "condition_parser": "pandas"} if "split" in present else {}
     exps: list[gxe.Expectation] = []
     for col in ("user_id", "item_id"):
         if col in present:
@@ -162,14 +163,6 @@ def minimum_sizes(present: Collection[str], exposure: pl.DataType | None = None)
     return exps
 
 
-def _plain(value: Any) -> Any:
-    """A sample value as a plain Python object (numpy scalars unwrapped, NaN shown as None)."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def distinct(values: list[Any]) -> list[Any]:
     """``values`` without repeats, in order (compared by equality, so unhashable values work too)."""
     seen: list[Any] = []
@@ -179,23 +172,20 @@ def distinct(values: list[Any]) -> list[Any]:
     return seen
 
 
-def _outcome(result: Any, sample_size: int) -> ExpectationOutcome:
-    """Turn one GX ExpectationValidationResult into an ExpectationOutcome."""
-    config = result.expectation_config
-    info = result.result or {}
+def _outcome(expectation: gxe.Expectation, verdict: Verdict, sample_size: int) -> ExpectationOutcome:
+    """Turn one expectation's GX verdict into an ExpectationOutcome."""
     notes: list[str] = []
-    if not result.success:
-        notes.append((config.meta or {}).get("detail", ""))
-        if "observed_value" in info:
-            notes.append(f"observed {_plain(info['observed_value'])!r}")
-        if (result.exception_info or {}).get("raised_exception"):
-            notes.append(f"GX error: {result.exception_info.get('exception_message')}")
+    if not verdict.success:
+        notes.append((expectation.meta or {}).get("detail", ""))
+        notes += [f"observed {value!r}" for value in verdict.observed]
+        if verdict.error:
+            notes.append(f"GX error: {verdict.error}")
     return ExpectationOutcome(
-        expectation=config.type,
-        column=config.kwargs.get("column"),
-        success=bool(result.success),
-        unexpected_count=int(info.get("unexpected_count") or 0),
-        sample=distinct([_plain(v) for v in info.get("partial_unexpected_list") or []])[:sample_size],
+        expectation=expectation.expectation_type,
+        column=getattr(expectation, "column", None),
+        success=verdict.success,
+        unexpected_count=verdict.unexpected_count,
+        sample=distinct(verdict.partial)[:sample_size],
         detail="; ".join(n for n in notes if n),
     )
 
@@ -209,6 +199,12 @@ class GreatExpectationsValidate(ValidatePlugin):
         sample_size: int = Field(default=5, ge=0, description="How many bad values each failure reports.")
         allowed_splits: list[str] = Field(
             default=list(SPLITS), description="Values the interactions' optional split column may take."
+        )
+        batch_rows: int = Field(
+            default=BATCH_ROWS,
+            ge=MIN_BATCH_ROWS,
+            description="Rows converted to pandas and validated at once: a larger table is validated in"
+            " consecutive batches of this many rows, in bounded memory, with the same verdicts.",
         )
 
     def _batch_definition(self, table: str) -> Any:
@@ -233,11 +229,10 @@ class GreatExpectationsValidate(ValidatePlugin):
         suite = build_suite(
             table, tables, columns=frame.columns, allowed_splits=cfg.allowed_splits, schema=dict(frame.schema)
         )
-        batch = self._batch_definition(table).get_batch(batch_parameters={"dataframe": frame.to_pandas()})
         # more bad values than shown, so the sample can show distinct ones ('no' and 'yes', not 'no' five times)
-        fmt = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_POOL * max(cfg.sample_size, 1)}
-        report = batch.validate(suite, result_format=fmt)
-        results = [_outcome(r, cfg.sample_size) for r in report.results]
+        pool = SAMPLE_POOL * max(cfg.sample_size, 1)
+        judged = validate_frame(self._batch_definition(table), suite.expectations, frame, cfg.batch_rows, pool)
+        results = [_outcome(e, v, cfg.sample_size) for e, v in judged]
         outcome = ValidationOutcome(table=table, row_count=frame.height, results=results)
         context.log.info(outcome.describe())
         return outcome

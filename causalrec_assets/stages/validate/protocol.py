@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import polars as pl
@@ -48,6 +48,16 @@ class ValidationOutcome:
     @property
     def failures(self) -> list[ExpectationOutcome]:
         return [r for r in self.results if not r.success]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON when the samples are), to hand an outcome to another process."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValidationOutcome:
+        """The outcome ``to_dict`` gave (extra keys, such as a cache key, are ignored)."""
+        results = [ExpectationOutcome(**r) for r in data["results"]]
+        return cls(table=data["table"], row_count=int(data["row_count"]), results=results)
 
     def describe(self) -> str:
         if self.success:
