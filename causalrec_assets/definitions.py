@@ -1,6 +1,6 @@
 """The root code location's ``Definitions``: one pipeline built from the environment
 (``CAUSALREC_DATA``, ``CAUSALREC_STORAGE``, ``CAUSALREC_PARTITIONS``, ``CAUSALREC_EXECUTOR``…),
-plus the sharded embedding and ranking jobs. A Dagster project that wants several pipelines declares
+plus the sharded embedding job. A Dagster project that wants several pipelines declares
 ``CausalRecPipeline`` components instead (``causalrec_assets.component``)."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import dagster as dg
 
 from causalrec_assets.pipeline import INGESTED, OPTIONAL, PipelineSpec, build_pipeline_definitions
 from causalrec_assets.stages.embed.assets import embed_shards_job
-from causalrec_assets.stages.ranking.shards import rank_shards_job
 from causalrec_resources.executors import executor_from_env
 from causalrec_resources.settings import current_settings
 
@@ -19,7 +18,7 @@ __all__ = ["INGESTED", "OPTIONAL", "build_definitions", "defs"]
 def build_definitions() -> dg.Definitions:
     """Everything, built from the environment (``CAUSALREC_PARTITIONS``, ``CAUSALREC_EXECUTOR``)."""
     extras = dg.Definitions(
-        jobs=[embed_shards_job, rank_shards_job],
+        jobs=[embed_shards_job],
         executor=executor_from_env(),
         resources={"settings": current_settings()},
     )

@@ -15,7 +15,8 @@ import polars as pl
 
 from causalrec_assets.contracts import train_rows, with_default_split
 from causalrec_assets.features import PairFeaturizer
-from causalrec_assets.variables import VariableEncoder
+from causalrec_assets.variables import OUTCOME, TREATMENT, VariableEncoder
+from causalrec_resources.compute import ComputeResource, local_compute, split_by_user, user_shards
 
 
 @dataclass
@@ -61,20 +62,70 @@ class EncodedLog:
     encoding: VariableEncoding
 
 
+FEATURE_ROWS = 1_000_000  # pairs featurised at once within a shard
+
+
+def featurize_shard(part: tuple[PairFeaturizer, pl.DataFrame]) -> pl.DataFrame:
+    """One user shard's pairs (``_row, user_id, item_id, split``, exposure, outcome) with their
+    features (``stored``), a bounded slice at a time (what a worker runs)."""
+    featurizer, pairs = part
+    keys = ["_row", "user_id", "item_id", "split"]
+    slices = [pairs.slice(s, FEATURE_ROWS) for s in range(0, max(pairs.height, 1), FEATURE_ROWS)]
+    return pl.concat([pl.concat([p.select(keys), stored(featurizer.transform(p))], how="horizontal") for p in slices])
+
+
+def stored(features: pl.DataFrame) -> pl.DataFrame:
+    """Features as stored in ``pair_features``: float32 (half the memory and disk of a large
+    log; estimators widen them to float64 exactly), category codes, exposure and the outcome as
+    they are."""
+    return features.with_columns(pl.col(pl.Float64).exclude(TREATMENT, OUTCOME).cast(pl.Float32))
+
+
+def pair_features(
+    featurizer: PairFeaturizer, logged: pl.DataFrame, compute: ComputeResource | None = None
+) -> pl.DataFrame:
+    """Every logged pair's row-level features with ``user_id``, ``item_id``, ``split``, in the
+    log's order, computed user shard by user shard (a pair's features read only its user's log
+    and the item tables: each shard is sent the featurizer's state of its own users)."""
+    compute = compute or local_compute()
+    columns = [c for c in ("user_id", "item_id", "split", TREATMENT, OUTCOME) if c in logged.columns]
+    indexed = logged.select(columns).with_row_index("_row")
+    users = indexed.select("user_id").unique()
+    shards = compute.shard_count
+    parts = split_by_user(indexed, users.with_columns(user_shards(users["user_id"], shards)), shards)
+    mine = ((featurizer.for_users(p.select("user_id").unique()), p) for p in parts if p.height)
+    if not indexed.height:
+        return featurize_shard((featurizer, indexed)).drop("_row")
+    return in_row_order(pl.concat(list(compute.map(featurize_shard, mine))))  # the shards' frames go with the list
+
+
+def in_row_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by its ``_row`` column (dropped), one column at a time: each column's old
+    buffers go as its sorted copy is made, so the table is never held twice."""
+    order = frame["_row"].arg_sort()
+    frame = frame.drop("_row")
+    columns = []
+    for name in frame.columns:
+        columns.append(frame[name].gather(order))
+        frame = frame.drop(name)
+    return pl.DataFrame(columns)
+
+
 def encode_log(
     users: pl.DataFrame,
     items: pl.DataFrame,
     interactions: pl.DataFrame,
     item_topics: pl.DataFrame,
     item_embeddings: pl.DataFrame,
+    compute: ComputeResource | None = None,
     **settings: int,
 ) -> EncodedLog:
     """Fit both encodings on the training log and encode the log with them (``settings``:
-    ``n_bins``, ``max_levels``, ``text_components``)."""
+    ``n_bins``, ``max_levels``, ``text_components``); the features user shard by user shard
+    on ``compute``."""
     logged = with_default_split(interactions)
     train = train_rows(logged)
     encoding = fit_encoding(users, items, train, item_topics, item_embeddings, **settings)
-    features = pl.concat(
-        [logged.select("user_id", "item_id", "split"), encoding.featurizer.transform(logged)], how="horizontal"
-    )
-    return EncodedLog(variables=encoding.encoder.transform(train), features=features, encoding=encoding)
+    variables = encoding.encoder.transform(train)  # first: its transient strings go before the features come
+    features = pair_features(encoding.featurizer, logged, compute)
+    return EncodedLog(variables=variables, features=features, encoding=encoding)

@@ -15,7 +15,8 @@ exactly those variables, with nothing binned away.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -33,6 +34,7 @@ from causalrec_assets.variables import (
     log_halves,
     unit_rows,
 )
+from causalrec_resources.compute import stable_hash
 
 TEXT = "item_text"
 TASTE = "user_taste"
@@ -91,8 +93,11 @@ class History:
     positive_rate: float
 
     @classmethod
-    def fit(cls, train: pl.DataFrame, item_topics: pl.DataFrame | None, threshold: float) -> History:
-        halves = log_halves(train)
+    def fit(
+        cls, train: pl.DataFrame, item_topics: pl.DataFrame | None, threshold: float, halves: pl.DataFrame | None = None
+    ) -> History:
+        """``halves``: the log's halves (``log_halves(train)``) where already made, shared."""
+        halves = log_halves(train) if halves is None else halves
         if item_topics is not None and not item_topics.is_empty():
             topics = item_topics.select("item_id", pl.col(TOPIC).cast(pl.String).alias("_t"))
         else:
@@ -112,6 +117,15 @@ class History:
             pl.len().cast(pl.Float64).alias("n"), pl.col("exposed").sum(), pl.col("positive").sum()
         )
         return cls(cells, halves, topics, float(rows["exposed"].mean() or 0.0), float(rows["positive"].mean() or 0.0))
+
+    def for_users(self, user_ids: pl.DataFrame) -> History:
+        """The same history for the pairs of ``user_ids``' users only (what a shard is sent)."""
+        ids = user_ids.select("user_id")
+        return replace(
+            self,
+            cells=self.cells.join(ids, on="user_id", how="semi"),
+            halves=self.halves.join(ids, on="user_id", how="semi"),
+        )
 
     def transform(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """The four ``HISTORY`` columns for each pair, in pair order."""
@@ -231,10 +245,23 @@ class PairFeaturizer:
             self.affinity_ = affinity or Affinity.fit(train, item_embeddings, self.outcome_threshold_, n_bins=2)
         elif item_embeddings is not None:
             self.skipped_[AFFINITY] = "no item embeddings"
-        self.history_ = History.fit(train, item_topics, self.outcome_threshold_)
+        halves = self.affinity_.halves if self.affinity_ is not None else None  # one table of halves, not two
+        self.history_ = History.fit(train, item_topics, self.outcome_threshold_, halves)
         self.users_ = users.select("user_id", *self._encoded("users", users))
         self.items_ = item_frame.drop("_count")
         return self
+
+    def for_users(self, user_ids: pl.DataFrame) -> PairFeaturizer:
+        """The same featurizer for the pairs of ``user_ids``' users only: what a shard of
+        users needs of the per-user state (attributes, taste sums, history), so its memory
+        follows the shard, not the log. Their features are those the whole one gives."""
+        assert self.users_ is not None, "fit the featurizer first"
+        ids = user_ids.select("user_id")
+        out = copy.copy(self)
+        out.users_ = self.users_.join(ids, on="user_id", how="semi")
+        out.affinity_ = self.affinity_.for_users(ids) if self.affinity_ is not None else None
+        out.history_ = self.history_.for_users(ids) if self.history_ is not None else None
+        return out
 
     def _attribute(self, frame: pl.DataFrame, table: str, column: str, name: str) -> AttributeFeature | None:
         values = frame[column]
@@ -363,15 +390,23 @@ def feature_groups(columns: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def user_keys(user_ids: pl.Series) -> pl.Series:
+    """Each row's user as a stable 64-bit key (a hash of the id's text, the same in every
+    process and shard): estimators fold, shard and cluster by it."""
+    distinct = user_ids.unique()
+    keys = pl.DataFrame({"user_id": distinct, "_key": stable_hash(distinct.cast(pl.String)).view(np.int64)})
+    return user_ids.to_frame("user_id").join(keys, on="user_id", how="left", maintain_order="left")["_key"]
+
+
 def as_pair_features(frame: pl.DataFrame, outcome_threshold: float) -> PairFeatures:
     """Feature columns (integer columns hold category codes) and ``exposure`` / ``outcome``
-    as the plugin API's ``PairFeatures``, with each row's user numbered in its ``unit``
+    as the plugin API's ``PairFeatures``, with each row's user as a stable key in its ``unit``
     column where the frame has ``user_id``; other columns (ids, split) are dropped."""
     keep = [c for c in frame.columns if c not in ("user_id", "item_id", "split")]
     categorical = [c for c in keep if frame.schema[c].is_integer() and c not in (TREATMENT, OUTCOME)]
     unit = PairFeatures.unit
-    users = [pl.col("user_id").cast(pl.String).rank("dense").cast(pl.Int64).alias(unit)] if "user_id" in frame else []
-    frame = frame.select(*keep, *users)
+    users = [user_keys(frame["user_id"]).alias(unit)] if "user_id" in frame.columns else []
+    frame = frame.select(*keep).with_columns(users)
     return PairFeatures(
         frame=frame.with_columns(pl.col(c).cast(pl.Float64) for c in keep if c in (TREATMENT, OUTCOME)),
         groups=feature_groups(keep),

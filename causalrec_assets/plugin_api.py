@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 import dagster as dg
 
-PLUGIN_API_VERSION = "1.3"
+PLUGIN_API_VERSION = "1.4"
 
 STAGES: tuple[str, ...] = ("ingest", "validate", "embed", "structure", "effects", "ranking")
 
@@ -50,6 +50,12 @@ class Plugin(ABC):
 
     def __init__(self, config: PluginConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def missing_methods(cls) -> list[str]:
+        """Hooks a stage requires one of, where no single one is abstract (e.g. ranking's
+        ``fit`` or ``rank``): the names of those this class implements none of."""
+        return []
 
 
 # ---------------------------------------------------------------- versioning and deprecation
@@ -139,7 +145,7 @@ _STAGE_NAMES: dict[str, tuple[str, ...]] = {
     "embed": ("EmbedPlugin",),
     "structure": ("Knowledge", "StructurePlugin"),
     "effects": ("PairFeatures", "EffectInputs", "EFFECT_COLUMNS", "EffectsPlugin"),
-    "ranking": ("RankingInputs", "RankingOutput", "RankingPlugin"),
+    "ranking": ("RankingInputs", "RankingOutput", "RankingPlugin", "Ranker"),
 }
 _HOME = {name: stage for stage, names in _STAGE_NAMES.items() for name in names}
 

@@ -115,7 +115,7 @@ def check_plugin(stage: str, obj: object) -> str | None:
         return f"entry point does not name a class (got {type(obj).__name__})"
     if not issubclass(obj, base):
         return f"{obj.__qualname__} does not implement the {stage} protocol (subclass {base.__name__})"
-    missing = sorted(getattr(obj, "__abstractmethods__", ()))
+    missing = sorted(getattr(obj, "__abstractmethods__", ())) + obj.missing_methods()
     if missing:
         return f"{obj.__qualname__} lacks required method(s): {', '.join(missing)}"
     declared = getattr(obj, "api_version", None)

@@ -26,17 +26,19 @@ item is a candidate and the top-K lists are exact.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import polars as pl
 from pydantic import Field
 
-from causalrec_assets.candidates import unseen_pairs
+from causalrec_assets.candidates import ScoringRanker, StreamingTopK, restricted, unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.stages.ranking.protocol import TopKConfig
 from causalrec_assets.variables import unit_rows
+from causalrec_resources.compute import stable_hash
 
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
 
@@ -74,27 +76,52 @@ def no_pairs(users: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
 EXACT_ITEMS = 50_000  # up to this many items usearch's exact (SIMD brute-force) search is as fast as its graph
 
 
+@dataclass
+class ItemIndex:
+    """The unit item vectors, searched by inner product with usearch: exactly up to
+    ``EXACT_ITEMS`` items, through its HNSW graph past that (built on one thread, so the same
+    graph in every process; built on first use in each process, not pickled)."""
+
+    item_ids: pl.Series
+    vectors: np.ndarray  # unit float32 rows
+    _graph: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, item_embeddings: pl.DataFrame) -> ItemIndex:
+        return cls(item_embeddings["item_id"], matrix(item_embeddings))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_graph": None}
+
+    def nearest(self, taste: pl.DataFrame, count: int) -> pl.DataFrame:
+        """``user_id, item_id``: each user's (of ``taste``: ``user_id, embedding``) ``count``
+        items of largest inner product with their taste."""
+        from usearch.index import Index, MetricKind, search
+
+        empty = pl.DataFrame(schema={"user_id": taste.schema["user_id"], "item_id": self.item_ids.dtype})
+        if count == 0 or taste.is_empty() or not len(self.vectors):
+            return empty
+        queries, count = matrix(taste), min(count, len(self.vectors))
+        if len(self.vectors) <= EXACT_ITEMS:
+            found = search(self.vectors, queries, count, MetricKind.IP, exact=True)
+        else:
+            if self._graph is None:
+                self._graph = Index(ndim=self.vectors.shape[1], metric=MetricKind.IP, dtype="f32")
+                self._graph.add(np.arange(len(self.vectors), dtype=np.uint64), self.vectors, threads=1)
+            found = self._graph.search(queries, count)
+        keys = np.asarray(found.keys, dtype=np.int64).reshape(taste.height, -1)
+        rows, cols = np.nonzero(keys >= 0)  # an index may return fewer than asked
+        return pl.DataFrame(
+            {"user_id": taste["user_id"].gather(rows), "item_id": self.item_ids.gather(keys[rows, cols])}
+        )
+
+
 def nearest_items(taste: pl.DataFrame, item_embeddings: pl.DataFrame, count: int) -> pl.DataFrame:
     """``user_id, item_id``: each user's ``count`` items of largest inner product with their
-    taste, from a usearch index over the unit item vectors: searched exactly up to
-    ``EXACT_ITEMS`` items, through its HNSW graph (built on one thread, so the same graph in
-    every process) past that."""
-    from usearch.index import Index, MetricKind, search
-
-    if count == 0 or taste.is_empty() or item_embeddings.is_empty():
+    taste (``ItemIndex``)."""
+    if item_embeddings.is_empty():
         return no_pairs(taste, item_embeddings)
-    items, queries, count = matrix(item_embeddings), matrix(taste), min(count, item_embeddings.height)
-    if len(items) <= EXACT_ITEMS:
-        found = search(items, queries, count, MetricKind.IP, exact=True)
-    else:
-        index = Index(ndim=items.shape[1], metric=MetricKind.IP, dtype="f32")
-        index.add(np.arange(len(items), dtype=np.uint64), items, threads=1)
-        found = index.search(queries, count)
-    keys = np.asarray(found.keys, dtype=np.int64).reshape(taste.height, -1)
-    rows, cols = np.nonzero(keys >= 0)  # an index may return fewer than asked
-    return pl.DataFrame(
-        {"user_id": taste["user_id"].gather(rows), "item_id": item_embeddings["item_id"].gather(keys[rows, cols])}
-    )
+    return ItemIndex.of(item_embeddings).nearest(taste, count)
 
 
 def sampled_scores(
@@ -116,25 +143,19 @@ def best_items(scored: pl.DataFrame, count: int, by: str | None = None) -> pl.Da
 
 
 def neighbour_items(
-    taste: pl.DataFrame, sampled_taste: pl.DataFrame, scored: pl.DataFrame, count: int, chunk: int = 20_000
+    taste: pl.DataFrame, sampled_taste: pl.DataFrame, top: pl.DataFrame, chunk: int = 20_000
 ) -> pl.DataFrame:
-    """``user_id, item_id``: for each user of ``taste``, the ``count`` best items (in
-    ``scored``) of the sampled user (of ``sampled_taste``) whose taste is nearest."""
-    if count == 0 or sampled_taste.is_empty() or taste.is_empty():
-        return no_pairs(taste, scored)
+    """``user_id, item_id``: for each user of ``taste``, the best items (``top``: ``_rep,
+    item_id``, the best items of each sampled user) of the sampled user (of ``sampled_taste``)
+    whose taste is nearest."""
+    if sampled_taste.is_empty() or taste.is_empty() or top.is_empty():
+        return pl.DataFrame(schema={"user_id": taste.schema["user_id"], "item_id": top.schema["item_id"]})
     reps, vectors = matrix(sampled_taste), matrix(taste)
     nearest = np.concatenate(
         [np.argmax(vectors[s : s + chunk] @ reps.T, axis=1) for s in range(0, len(vectors), chunk)]
     )
     pairs = pl.DataFrame({"user_id": taste["user_id"], "_rep": sampled_taste["user_id"].gather(nearest)})
-    top = best_items(scored, count, by="user_id").select(pl.col("user_id").alias("_rep"), "item_id")
     return pairs.join(top, on="_rep").select("user_id", "item_id")
-
-
-def stable_hash(values: pl.Series, salt: int = 0) -> np.ndarray:
-    """A 64-bit hash of each value's text (md5: the same in every process, version and machine)."""
-    digests = [hashlib.md5(f"{salt}:{v}".encode()).digest()[:8] for v in values.to_list()]
-    return np.frombuffer(b"".join(digests), dtype=np.uint64).copy() if digests else np.zeros(0, dtype=np.uint64)
 
 
 def mix(x: np.ndarray) -> np.ndarray:
@@ -156,6 +177,74 @@ def random_items(users: pl.DataFrame, items: pl.DataFrame, count: int, seed: int
     return pl.DataFrame({"user_id": users["user_id"].gather(rows), "item_id": items["item_id"].gather(picks)})
 
 
+@dataclass
+class CandidateRanker(ScoringRanker):
+    """Ranks each user's candidates (the four sources of the module docstring) by ``scorer``:
+    what is shared by every user (the sampled users' scores, the prior items, the item index)
+    is computed once, in ``fit``; a batch of users gets its candidates, minus its seen pairs,
+    scored in chunks, the top ``k`` kept as it goes."""
+
+    items: pl.DataFrame  # item_id
+    tastes: pl.DataFrame  # user_id, embedding: the ranked users' tastes (empty without vectors)
+    index: ItemIndex | None  # None without item vectors
+    sampled_taste: pl.DataFrame  # user_id, embedding of the sampled users
+    top: pl.DataFrame  # _rep, item_id: each sampled user's best items
+    prior: pl.DataFrame  # item_id: the best items on average
+    cfg: CandidateConfig
+    k: int = 10
+    chunk_pairs: int = 500_000
+
+    @classmethod
+    def fit(
+        cls,
+        score: PairScorer,
+        users: pl.DataFrame,
+        items: pl.DataFrame,
+        interactions: pl.DataFrame,
+        user_embeddings: pl.DataFrame,
+        item_embeddings: pl.DataFrame,
+        cfg: CandidateConfig,
+    ) -> CandidateRanker:
+        scored = sampled_scores(score, interactions, items, cfg.sampled_users, cfg.candidate_seed)
+        prior = best_items(scored.group_by("item_id").agg(pl.col("score").mean()), cfg.prior_candidates)
+        top = best_items(scored, cfg.neighbour_candidates, by="user_id").select(
+            pl.col("user_id").alias("_rep"), "item_id"
+        )
+        has_vectors = "embedding" in user_embeddings.columns and "embedding" in item_embeddings.columns
+        no_taste = pl.DataFrame(schema={"user_id": users.schema["user_id"], "embedding": pl.List(pl.Float32)})
+        tastes, sampled, index = no_taste, no_taste, None
+        if has_vectors:
+            tastes = user_embeddings.join(users.select("user_id"), on="user_id", how="semi")
+            sampled = user_embeddings.join(scored.select("user_id").unique(), on="user_id", how="semi").sort("user_id")
+            index = ItemIndex.of(item_embeddings.join(items.select("item_id"), on="item_id", how="semi"))
+        return cls(score, items.select("item_id"), tastes, index, sampled, top, prior.select("item_id"), cfg, cfg.k)
+
+    def candidates(self, users: pl.DataFrame) -> dict[str, pl.DataFrame]:
+        """Each source's ``user_id, item_id`` pairs for ``users`` (seen pairs not removed)."""
+        ids = users.select("user_id")
+        parts = {"nearest": no_pairs(ids, self.items), "neighbour": no_pairs(ids, self.items)}
+        if self.index is not None:
+            taste = self.tastes.join(ids, on="user_id", how="semi")
+            parts["nearest"] = self.index.nearest(taste, self.cfg.nearest_candidates)
+            if self.cfg.neighbour_candidates:
+                parts["neighbour"] = neighbour_items(taste, self.sampled_taste, self.top)
+        parts["prior"] = ids.join(self.prior, how="cross")
+        parts["explore"] = random_items(ids, self.items, self.cfg.explore_candidates, self.cfg.candidate_seed)
+        return parts
+
+    def recommend(self, users: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:
+        pairs = pl.concat(list(self.candidates(users).values())).unique(maintain_order=True)
+        pairs = pairs.join(seen, on=["user_id", "item_id"], how="anti")
+        best = StreamingTopK(self.k)
+        for start in range(0, max(pairs.height, 1), self.chunk_pairs):
+            best.push(self.score(pairs.slice(start, self.chunk_pairs)))
+        return best.result()
+
+    def for_users(self, users: pl.DataFrame) -> CandidateRanker:
+        tastes = self.tastes.join(users.select("user_id"), on="user_id", how="semi")
+        return replace(self, scorer=restricted(self.scorer, users), tastes=tastes)
+
+
 def candidate_pairs(
     score: PairScorer,
     users: pl.DataFrame,
@@ -170,21 +259,8 @@ def candidate_pairs(
     if cfg.per_user * 2 >= items.height:
         every = unseen_pairs(users, items, interactions)
         return every, {"every unseen item": every.height}
-    user_ids, item_ids = users.select("user_id"), items.select("item_id")
-    has_vectors = "embedding" in user_embeddings.columns and "embedding" in item_embeddings.columns
-    scored = sampled_scores(score, interactions, items, cfg.sampled_users, cfg.candidate_seed)
-    prior = best_items(scored.group_by("item_id").agg(pl.col("score").mean()), cfg.prior_candidates)
-    parts = {"nearest": no_pairs(users, items), "neighbour": no_pairs(users, items)}
-    if has_vectors:
-        taste = user_embeddings.join(user_ids, on="user_id", how="semi")
-        sampled_taste = user_embeddings.join(scored.select("user_id").unique(), on="user_id", how="semi").sort(
-            "user_id"
-        )
-        vectors = item_embeddings.join(item_ids, on="item_id", how="semi")
-        parts["nearest"] = nearest_items(taste, vectors, cfg.nearest_candidates)
-        parts["neighbour"] = neighbour_items(taste, sampled_taste, scored, cfg.neighbour_candidates)
-    parts["prior"] = user_ids.join(prior.select("item_id"), how="cross")
-    parts["explore"] = random_items(user_ids, item_ids, cfg.explore_candidates, cfg.candidate_seed)
+    ranker = CandidateRanker.fit(score, users, items, interactions, user_embeddings, item_embeddings, cfg)
+    parts = ranker.candidates(users)
     seen = train_rows(interactions).select("user_id", "item_id").unique()
     pairs = (
         pl.concat(list(parts.values())).unique(maintain_order=True).join(seen, on=["user_id", "item_id"], how="anti")

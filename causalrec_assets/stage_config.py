@@ -21,7 +21,7 @@ from causalrec_assets.plugin_api import Plugin, PluginContext
 from causalrec_assets.registry import RESERVED_NAMES, get_registry, warn_broken
 from causalrec_resources.settings import current_settings
 
-SHARED_RESOURCES = ("onnx_runtime",)  # Dagster resources handed to plugins in PluginContext.resources
+SHARED_RESOURCES = ("onnx_runtime", "compute")  # Dagster resources handed to plugins in PluginContext.resources
 
 DEFAULT_PLUGINS: dict[str, str] = {
     "ingest": "auto",

@@ -26,7 +26,7 @@ the affinity is pre-treatment; a pair whose other half holds no positive gets th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -81,11 +81,12 @@ class ColumnCoding:
 
     def encode(self, values: pl.Series) -> pl.Series:
         if self.edges is not None:
-            v = values.cast(pl.Float64).to_numpy()
-            codes = np.searchsorted(np.asarray(self.edges), v, side="right")
-            labels = np.array([f"q{c}" for c in codes], dtype=object)
-            labels[np.isnan(v)] = MISSING
-            return pl.Series(self.name, labels, dtype=pl.String)
+            v = values.cast(pl.Float64).fill_null(np.nan).to_numpy()
+            codes = pl.Series(np.searchsorted(np.asarray(self.edges), v, side="right"))
+            labels = pl.select(
+                pl.when(pl.Series(np.isnan(v))).then(pl.lit(MISSING)).otherwise(pl.lit("q") + codes.cast(pl.String))
+            )
+            return labels.to_series().alias(self.name)
         return values.cast(pl.String).fill_null(MISSING).alias(self.name)
 
 
@@ -212,8 +213,9 @@ class VariableEncoder:
         return pl.DataFrame(out)
 
     def transform(self, interactions: pl.DataFrame) -> pl.DataFrame:
-        """The full variable table: pair features, then exposure and binarised outcome."""
-        features = self.pair_features(interactions)
+        """The full variable table: pair features (categorical: a code per row, not a string:
+        a large log's table is a quarter of the size), then exposure and binarised outcome."""
+        features = self.pair_features(interactions).with_columns(pl.all().cast(pl.Categorical))
         return features.with_columns(
             interactions[TREATMENT].cast(pl.Int64).cast(pl.String).alias(TREATMENT),
             (interactions[OUTCOME].cast(pl.Float64) >= self.outcome_threshold_)
@@ -278,6 +280,15 @@ class Affinity:
         else:
             model.edges = _quantile_edges(pl.Series(finite), n_bins)
         return model
+
+    def for_users(self, user_ids: pl.DataFrame) -> Affinity:
+        """The same affinity for the pairs of ``user_ids``' users only (what a shard is sent):
+        their rows of the sums, their logged halves; other users read as users without a log."""
+        mine = self.users.join(user_ids.select("user_id"), on="user_id", how="semi")
+        rows = mine["_u"].to_numpy()
+        users = mine.with_columns(pl.Series("_u", np.arange(len(rows), dtype=np.int64)))
+        halves = self.halves.join(user_ids.select("user_id"), on="user_id", how="semi")
+        return replace(self, users=users, sums=self.sums[rows], counts=self.counts[rows], halves=halves, _fitted=None)
 
     def _index(self, pairs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per pair: the user's row (-1: no training rows), the item's row (-1: no vector) and

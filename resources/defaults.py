@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from causalrec_resources.compute import ComputeResource
 from causalrec_resources.onnx_runtime import OnnxRuntimeResource
 from causalrec_resources.settings import current_settings
 from causalrec_resources.storage import CausalrecIOManager, stored_asset_loader
@@ -18,6 +19,7 @@ def shared_resources() -> dict[str, Any]:
     definitions of several pipelines only when a key holds the very same object."""
     return {
         "variable_settings": CausalVariablesResource(),
+        "compute": ComputeResource(),
         "onnx_runtime": OnnxRuntimeResource(),
         "stored_asset_loader": stored_asset_loader,
     }

@@ -16,6 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 EXECUTORS = ("auto", "multiprocess", "in_process", "dask")
+COMPUTE_ENGINES = ("local", "dask")
 PARTITION_MODES = ("", "none", "daily")
 REFUTATION_MODES = ("warn", "block")
 # Variables naming a place: blank-but-set (" ") is a typo, not "use the default" (it once ran the simulator
@@ -34,10 +35,12 @@ class CausalrecSettings(dg.ConfigurableResource):
     executor: str = Field(default="auto", description="CAUSALREC_EXECUTOR: " + ", ".join(EXECUTORS) + ".")
     dask_scheduler: str = Field(default="", description="CAUSALREC_DASK_SCHEDULER: an existing Dask scheduler.")
     dask_workers: int = Field(default=2, ge=1, description="CAUSALREC_DASK_WORKERS: workers of a local Dask cluster.")
+    dask_memory: str = Field(default="4GB", description="CAUSALREC_DASK_MEMORY: memory limit of each local worker.")
+    compute: str = Field(default="local", description="CAUSALREC_COMPUTE: where user shards run, 'local' or 'dask'.")
+    shards: int = Field(default=8, ge=1, description="CAUSALREC_SHARDS: user-hash shards of data-parallel work.")
     partitions: str = Field(default="", description="CAUSALREC_PARTITIONS: '' or 'daily' (interactions by day).")
     refutation: str = Field(default="warn", description="CAUSALREC_REFUTATION: 'warn' or 'block'.")
     embed_shards: int = Field(default=8, ge=1, description="CAUSALREC_EMBED_SHARDS: shards of the embed job.")
-    rank_shards: int = Field(default=8, ge=1, description="CAUSALREC_RANK_SHARDS: user shards of the ranking job.")
     refresh_cron: str = Field(default="0 3 * * *", description="CAUSALREC_REFRESH_CRON: the refresh schedule.")
     storage_wait: int = Field(
         default=3600, ge=0, description="CAUSALREC_STORAGE_WAIT: seconds to wait for a run that holds the storage."
@@ -85,10 +88,12 @@ class CausalrecSettings(dg.ConfigurableResource):
             executor=choice("CAUSALREC_EXECUTOR", "auto", EXECUTORS),
             dask_scheduler=text("CAUSALREC_DASK_SCHEDULER"),
             dask_workers=number("CAUSALREC_DASK_WORKERS", 2),
+            dask_memory=text("CAUSALREC_DASK_MEMORY", "4GB"),
+            compute=choice("CAUSALREC_COMPUTE", "local", COMPUTE_ENGINES),
+            shards=number("CAUSALREC_SHARDS", 8),
             partitions=choice("CAUSALREC_PARTITIONS", "", PARTITION_MODES),
             refutation=choice("CAUSALREC_REFUTATION", "warn", REFUTATION_MODES),
             embed_shards=number("CAUSALREC_EMBED_SHARDS", 8),
-            rank_shards=number("CAUSALREC_RANK_SHARDS", 8),
             refresh_cron=text("CAUSALREC_REFRESH_CRON", "0 3 * * *"),
             storage_wait=number("CAUSALREC_STORAGE_WAIT", 3600, minimum=0),
             max_text_chars=number("CAUSALREC_MAX_TEXT_CHARS", MAX_TEXT_CHARS),

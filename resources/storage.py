@@ -58,6 +58,18 @@ def _atomic_write(path: UPath, write: Any) -> None:
             tmp.unlink()
 
 
+def wants_lazy(context: dg.InputContext) -> bool:
+    """Whether the input is typed ``pl.LazyFrame`` (the step reads only the rows and columns it
+    collects: a large table never has to be whole in memory)."""
+    dagster_type = getattr(context, "dagster_type", None)
+    return getattr(dagster_type, "typing_type", None) is pl.LazyFrame
+
+
+def _pickle_into(obj: Any, path: UPath) -> None:
+    with path.open("wb") as sink:
+        pickle.dump(obj, sink, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _suffix_for(path: UPath) -> str:
     """The file suffix of the asset at ``path`` (partitioned assets are folders of files)."""
     names = {path.name, *path.parts[-3:-1]}
@@ -115,9 +127,8 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
         if isinstance(obj, dict) and path.suffix == ".json":
             text = json.dumps(obj, indent=2, default=str)
             _atomic_write(path, lambda p: p.write_text(text))
-        elif path.suffix == ".pkl":
-            data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-            _atomic_write(path, lambda p: p.write_bytes(data))
+        elif path.suffix == ".pkl":  # pickled straight into the file: no second copy of it in memory
+            _atomic_write(path, lambda p: _pickle_into(obj, p))
         elif isinstance(obj, pl.DataFrame) and path.suffix == ".parquet":
             _atomic_write(path, lambda p: obj.write_parquet(str(p.path) if p.protocol in ("", "file") else p))
         else:
@@ -132,7 +143,10 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
             return json.loads(path.read_text())
         if path.suffix == ".pkl":
             return pickle.loads(path.read_bytes())
-        return pl.read_parquet(str(path.path) if path.protocol in ("", "file") else path)
+        source = str(path.path) if path.protocol in ("", "file") else path
+        if wants_lazy(context):  # an input typed pl.LazyFrame: a scan, read only as far as the step collects
+            return pl.scan_parquet(source)
+        return pl.read_parquet(source)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """A single-run backfill returns ``{partition_key: table}``: one file per partition."""

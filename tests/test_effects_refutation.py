@@ -23,6 +23,7 @@ from causalrec_assets.stages.effects.refutation import MISSPECIFIED, REFUTERS, U
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
 from causalrec_plugins.effects.single import IPSEffects, NaiveEffects
 from causalrec_plugins.ingest.scenarios import attribute_world, sample_world
+from causalrec_resources.compute import ComputeResource
 from causalrec_resources.storage import CausalrecIOManager
 from causalrec_resources.variables import CausalVariablesResource
 
@@ -198,6 +199,7 @@ def materialize(world: Prepared, tmp_path: Path) -> dg.ExecuteInProcessResult:
         resources={
             "io_manager": CausalrecIOManager(base_dir=str(tmp_path)),
             "variable_settings": CausalVariablesResource(),
+            "compute": ComputeResource(),
         },
         run_config={"ops": {"treatment_effects": {"config": config}}},
         instance=dg.DagsterInstance.ephemeral(),

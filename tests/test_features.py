@@ -84,3 +84,18 @@ def test_each_variable_of_the_graph_maps_to_the_columns_that_carry_it(world) -> 
     frame = featurizer.transform(log)
     assert frame.select(pl.all().is_finite().all()).row(0) == tuple([True] * frame.width)
     assert np.isfinite(frame.to_numpy()).all()
+
+
+def test_features_by_user_shard_are_the_whole_logs_in_its_order() -> None:
+    """Each shard is sent the featurizer's state of its own users only; together the shards
+    give every logged pair (training and test) the features of one call, in the log's order."""
+    from causalrec_assets.encoding import pair_features, stored
+    from causalrec_resources.compute import ComputeResource
+
+    taste = scenario("taste", seed=2, n_users=150, n_items=60, pairs=20, test_pairs=5)
+    logged, featurizer = taste.world.interactions, taste.featurizer
+    whole = pl.concat(
+        [logged.select("user_id", "item_id", "split"), stored(featurizer.transform(logged))], how="horizontal"
+    )
+    for shards in (1, 5):
+        assert pair_features(featurizer, logged, ComputeResource(engine="local", shards=shards)).equals(whole), shards

@@ -20,7 +20,7 @@ from causalrec_assets.variables import VariableEncoder
 from causalrec_plugins.ingest.simulator import TOPICS, SimulatorConfig, simulate
 from causalrec_plugins.ranking.popularity import PopularityRanking
 from causalrec_plugins.ranking.relevance_rank import RelevanceRanking
-from causalrec_plugins.ranking.uplift_rank import ProfileScorer, UpliftConfig, UpliftRanking, personal_uplift_model
+from causalrec_plugins.ranking.uplift_rank import UpliftConfig, UpliftRanking, personal_uplift_model
 
 
 def topic_of(text: str) -> str:
@@ -138,12 +138,11 @@ def test_top_k_over_user_profiles_is_exactly_top_k_over_every_pair(taste_world) 
     profile's items are scored once and the top-K lists equal those of scoring every unseen pair
     (ties included); with pair-level features (taste, history) every pair is scored as before."""
     inputs, _ = ranking_inputs(3)
-    scorer = personal_uplift_model(inputs, UpliftConfig())
-    assert isinstance(scorer, ProfileScorer)
-    profiles = scorer.user_profiles["profile"].n_unique()
-    assert profiles < inputs.users.height / 10
+    scorer, user_profiles = personal_uplift_model(inputs, UpliftConfig())
+    assert user_profiles is not None
+    assert user_profiles["profile"].n_unique() < inputs.users.height / 10
     everything = top_k(scorer(unseen_pairs(inputs.users, inputs.items, inputs.interactions)), 10)
-    fast = profile_top_k(scorer, scorer.user_profiles, inputs.items, inputs.interactions, 10)
+    fast = profile_top_k(scorer, user_profiles, inputs.items, inputs.interactions, 10)
     assert fast.equals(everything)
-    personal = personal_uplift_model(taste_world.ranking_inputs(CONFOUNDERS["taste"]), UpliftConfig())
-    assert not isinstance(personal, ProfileScorer)
+    _, personal = personal_uplift_model(taste_world.ranking_inputs(CONFOUNDERS["taste"]), UpliftConfig())
+    assert personal is None

@@ -13,13 +13,20 @@ from scipy.stats import chi2, chi2_contingency
 from causalrec_assets.bayesnet import cpds_to_frame, fit_network
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.structure import assets as stage
-from causalrec_assets.stages.structure.counts import count_table, g_test, resample_counts, rows_of
+from causalrec_assets.stages.structure.counts import (
+    count_table,
+    g_test,
+    resample_counts,
+    rows_of,
+    sharded_count_table,
+)
 from causalrec_assets.stages.structure.protocol import COUNT
 from causalrec_assets.stages.structure.stability import edge_stability
 from causalrec_plugins.structure.ges import GESStructure
 from causalrec_plugins.structure.hill_climb import HillClimbStructure
 from causalrec_plugins.structure.mmhc import MMHCStructure
 from causalrec_plugins.structure.pc import PCStructure
+from causalrec_resources.compute import ComputeResource
 from tests.test_structure_stage import world_variables
 
 
@@ -36,6 +43,12 @@ def test_count_table_holds_every_row_once_with_its_count(variables: pl.DataFrame
     assert count_table(variables.sample(fraction=1.0, shuffle=True, seed=1)).equals(counts)  # order-free
     with pytest.raises(ValueError, match="already has"):
         count_table(counts)
+
+
+def test_shards_counts_summed_are_the_count_table(variables: pl.DataFrame) -> None:
+    for shards in (1, 3, 8):
+        summed = sharded_count_table(variables, ComputeResource(engine="local", shards=shards))
+        assert summed.equals(count_table(variables)), shards
 
 
 @pytest.mark.parametrize("learner", [HillClimbStructure, PCStructure, MMHCStructure, GESStructure])

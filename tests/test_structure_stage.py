@@ -20,6 +20,7 @@ from causalrec_assets.stages.structure.stability import edge_stability, resample
 from causalrec_assets.variables import AFFINITY, NO_PROFILE, VariableEncoder
 from causalrec_plugins.ingest.simulator import TOPICS, SimulatorConfig, simulate
 from causalrec_plugins.structure.hill_climb import HillClimbStructure
+from causalrec_resources.compute import ComputeResource
 from tests.conftest import failure_messages
 
 
@@ -192,7 +193,7 @@ def test_the_structure_asset_carries_the_picture_and_stability(variables: pl.Dat
 
     result = dg.materialize(
         [fixed_variables, stage.structure],
-        resources={"io_manager": dg.InMemoryIOManager()},
+        resources={"io_manager": dg.InMemoryIOManager(), "compute": ComputeResource()},
         run_config={"ops": {"structure": {"config": {"plugin": "hill_climb", "hill_climb": {"bootstrap": 4}}}}},
     )
     assert result.success
@@ -219,7 +220,7 @@ def test_a_bad_config_fails_the_structure_step_with_the_defect_named(variables: 
     config = {"plugin": "pc", "pc": {"tiers": [["age_group"], ["no_such_variable"]], "bootstrap": 0}}
     result = dg.materialize(
         [fixed_variables, stage.structure],
-        resources={"io_manager": dg.InMemoryIOManager()},
+        resources={"io_manager": dg.InMemoryIOManager(), "compute": ComputeResource()},
         run_config={"ops": {"structure": {"config": config}}},
         raise_on_error=False,
     )

@@ -2,10 +2,11 @@
 configured estimator over the same adjustment set, the headline chosen by the rule in
 ``causalrec_plugins.effects.headline``.
 
-Rows, in order: the headline, the other ATE estimates (default: EconML's doubly robust
-learner with boosted, cross-fitted nuisance models, the doubly robust comparison within each
-user's log, the Bayesian network's do-query, SNIPS, IPS and the naive difference in means),
-then the do-query's segment effects. Row-level
+Rows, in order: the headline, the other ATE estimates (default: the doubly robust (AIPW)
+estimate with boosted nuisance models cross-fitted by user, its scores summed user shard by
+user shard; the doubly robust comparison within each user's log, the Bayesian network's
+do-query, SNIPS, IPS and the naive difference in means), then the do-query's segment effects.
+Row-level
 estimators see the covariates as the data has them (numbers as numbers, text components,
 taste); the do-query sees the discrete variables, and its estimand says so where the network's
 outcome is a binarised one (``ATE[outcome>=4]``).
@@ -36,15 +37,15 @@ from causalrec_plugins.effects.common import (
 from causalrec_plugins.effects.estimators import (
     Estimate,
     EstimatorConfig,
-    cross_fitted_propensity,
+    doubly_robust,
     effect_data,
     fit_estimate,
 )
-from causalrec_plugins.effects.headline import choose_headline, overlap_summary, slice_estimate
+from causalrec_plugins.effects.headline import choose_headline, slice_estimate
 
 ESTIMATORS = ("dr_learner", "within_user", "causal_forest", "linear_dml", "snips", "ips", "bn_do_query", "naive")
 DEFAULT_ESTIMATORS = ["dr_learner", "within_user", "bn_do_query", "snips", "ips", "naive"]
-WEIGHTED = ("ips", "snips", "within_user")  # take the shared cross-fitted propensity
+SHARED = ("dr_learner", "ips", "snips", "within_user")  # read the nuisance models and sums fitted once
 
 
 class BackdoorConfig(EstimatorConfig, NetworkConfig):
@@ -83,8 +84,15 @@ class BackdoorEffects(AdjustedEffects):
     def rows(self, inputs: EffectInputs, adjust: list[str], context: PluginContext) -> list[dict]:
         cfg: BackdoorConfig = self.config  # type: ignore[assignment]
         data = effect_data(inputs, adjust, cross=cfg.nuisance == "boosting")
+        compute = context.resources.get("compute")
         start = time.perf_counter()
-        propensity = cross_fitted_propensity(data, cfg)
+        fitted = doubly_robust(data, cfg, compute)  # nuisances once; scores summed by user shard
+        context.log.info(
+            "doubly robust scores of %d rows summed over %s (%.1f s)",
+            len(data.t),
+            compute.describe() if compute is not None else "one process",
+            time.perf_counter() - start,
+        )
         estimates: list[Estimate] = []
         rows: dict[str, dict] = {}
         segments: list[dict] = []
@@ -101,13 +109,14 @@ class BackdoorEffects(AdjustedEffects):
                 continue
             else:
                 own = effect_data(inputs, []) if name == "naive" else data
-                extra = {"propensity": propensity} if name in WEIGHTED else {}
+                extra = {"fitted": fitted} if name in SHARED else {}
+                extra |= {"compute": compute} if name == "within_user" else {}
                 estimate = fit_estimate(name, own, cfg, **extra)
                 rows[name] = estimate_row(inputs, estimate)
                 if name != "naive":
                     estimates.append(estimate)
             context.log.info("%s: %+.4f (%.1f s)", name, rows[name]["estimate"], time.perf_counter() - begun)
-        choice = choose_headline(estimates, overlap_summary(propensity, data.t), slice_estimate(inputs.test))
+        choice = choose_headline(estimates, fitted.overlap(), slice_estimate(inputs.test))
         order = [n for n in rows if n == choice.estimator] + [n for n in rows if n != choice.estimator]
         self.diagnostics_ = {
             "headline": order[0],

@@ -4,15 +4,15 @@ Every estimator takes an ``EffectData`` (the adjustment covariates as the data h
 treatment and outcome on the outcome's own scale) and returns an ``Estimate`` with a 95%
 interval that accounts for the fitted nuisance models:
 
-- ``dr_learner``: EconML's ``LinearDRLearner`` without effect modifiers, i.e. cross-fitted
-  AIPW: its ATE is right when either the propensity or the outcome model is; the interval is
-  the influence-function (sandwich) interval of its final stage.
+- ``dr_learner``: cross-fitted AIPW (what EconML's ``LinearDRLearner`` without effect
+  modifiers computes): right when either the propensity or the outcome model is; folds by
+  user, scores summed shard by shard (``crossfit``), the interval clustered by user.
 - ``linear_dml``: EconML's ``LinearDML`` with the adjustment covariates as effect modifiers;
   its ATE averages the fitted linear effect surface (right when the effect is linear in them).
 - ``causal_forest``: EconML's ``CausalForestDML``; the ATE of the forest with its own
   doubly robust interval.
-- ``ips`` / ``snips``: inverse-propensity weighting with cross-fitted propensities (the same
-  model family), Horvitz-Thompson and self-normalised; influence-function intervals.
+- ``ips`` / ``snips``: inverse-propensity weighting with the same cross-fitted propensities,
+  Horvitz-Thompson and self-normalised; influence-function intervals (IPS's clustered by user).
 - ``within_user``: doubly robust *within each user's log*: pairs are compared with the
   same user's other pairs of the same item topic (the outcome model's level and the
   propensity's are set by that cell's own rows), so confounding that is constant within a
@@ -37,16 +37,17 @@ from threadpoolctl import threadpool_limits
 from causalrec_assets.plugin_api import PluginConfig
 from causalrec_assets.stages.effects.protocol import EffectInputs
 from causalrec_assets.variables import TOPIC
+from causalrec_plugins.effects.crossfit import CrossFitted, DoublyRobustSums, cross_fit, doubly_robust_sums, user_folds
 from causalrec_plugins.effects.nuisance import (
     NUISANCE_HELP,
     NUISANCE_ROWS,
     NUISANCE_ROWS_HELP,
     NuisanceKind,
-    effect_model,
     nuisance_models,
     outcome_model,
     propensity_model,
 )
+from causalrec_resources.compute import ComputeResource
 from causalrec_resources.onnx_runtime import available_cores
 
 Z95 = 1.959963984540054
@@ -79,10 +80,16 @@ class EffectData:
     units: np.ndarray | None = None
     cells: np.ndarray | None = None
     from_log: list[bool] | None = None
+    keys: np.ndarray | None = None  # each row's user as a stable 64-bit key (folds and shards by user)
 
     @property
     def binary(self) -> bool:
         return bool(np.isin(self.y, (0.0, 1.0)).all())
+
+    @property
+    def user_keys(self) -> np.ndarray:
+        """Each row's user key; without users, each row its own unit."""
+        return self.keys if self.keys is not None else np.arange(len(self.t), dtype=np.int64)
 
 
 @dataclass
@@ -102,13 +109,24 @@ def effect_data(inputs: EffectInputs, adjust: list[str], cross: bool = True) -> 
     the pipeline passes them, else the discrete variables themselves as categorical codes;
     with ``cross``, plus their categorical columns crossed into one cell (``with_cell``)."""
     if inputs.features is not None:
-        columns = inputs.features.columns_for(adjust)
-        w, t, y = inputs.features.arrays(columns)
-        categorical = [c in set(inputs.features.categorical) for c in columns]
-        units, cells = user_cells(inputs.features.frame, inputs.features.units())
-        from_log = [c in set(inputs.features.from_log) for c in columns]
-        data = EffectData(w, t, y, categorical, columns, units, cells, from_log)
-        return with_cell(data) if cross else data
+        features = inputs.features
+        columns = features.columns_for(adjust)
+        # one matrix with room for the crossed cell: a log's covariates are copied once, not twice;
+        # float32 where every stored feature is (``encoding.stored``), float64 otherwise
+        dtype = np.float32 if all(features.frame.schema[c] in (pl.Float32, pl.Int32) for c in columns) else np.float64
+        w = np.empty((features.height, len(columns) + int(cross)), dtype=dtype)
+        for k, column in enumerate(columns):
+            w[:, k] = features.frame[column].cast(pl.Float64).to_numpy()
+        _, t, y = features.arrays([])
+        categorical = [c in set(features.categorical) for c in columns]
+        units, cells = user_cells(features.frame, features.units())
+        from_log = [c in set(features.from_log) for c in columns]
+        data = EffectData(w[:, : len(columns)], t, y, categorical, columns, units, cells, from_log, features.units())
+        crossed = crossed_cell(data) if cross else None
+        if crossed is None:
+            return data
+        w[:, -1] = crossed
+        return with_cell_column(data, w)
     data = inputs.variables
     for name in (inputs.treatment, inputs.outcome):
         if name not in data.columns:
@@ -140,9 +158,9 @@ MAX_CELLS = 250  # a categorical split of gradient boosting takes at most 255 le
 MIN_ROWS_PER_CELL = 20
 
 
-def with_cell(data: EffectData) -> EffectData:
-    """``data`` plus one categorical column crossing its categorical covariates, most
-    exposure-related first, as many as keep the cells few and full enough.
+def crossed_cell(data: EffectData) -> np.ndarray | None:
+    """One categorical code crossing ``data``'s categorical covariates, most exposure-related
+    first, as many as keep the cells few and full enough; None when fewer than two cross.
 
     Trees find an interaction of two categories (age group x category) only by luck when
     neither has a main effect: a split on either alone gains nothing. The crossed cell makes
@@ -150,7 +168,7 @@ def with_cell(data: EffectData) -> EffectData:
     where it otherwise keeps part of the confounding."""
     index = [k for k, c in enumerate(data.categorical) if c]
     if len(index) < 2:
-        return data
+        return None
     order = sorted(index, key=lambda k: -_dependence(data.w[:, k], data.t))
     cells = np.zeros(len(data.t), dtype=np.int64)
     crossed: list[int] = []
@@ -161,11 +179,19 @@ def with_cell(data: EffectData) -> EffectData:
         if n_cells > MAX_CELLS or len(data.t) / n_cells < MIN_ROWS_PER_CELL:
             continue
         cells, crossed = candidate, [*crossed, k]
-    if len(crossed) < 2:
-        return data
-    w = np.column_stack([data.w, cells.astype(np.float64)])
+    return cells.astype(np.float64) if len(crossed) >= 2 else None
+
+
+def with_cell_column(data: EffectData, w: np.ndarray) -> EffectData:
+    """``data`` whose covariates are ``w``: its own plus the crossed cell as the last column."""
     from_log = None if data.from_log is None else [*data.from_log, False]
     return replace(data, w=w, categorical=[*data.categorical, True], columns=[*data.columns, CELL], from_log=from_log)
+
+
+def with_cell(data: EffectData) -> EffectData:
+    """``data`` plus its crossed cell (``crossed_cell``) as one more categorical covariate."""
+    cells = crossed_cell(data)
+    return data if cells is None else with_cell_column(data, np.column_stack([data.w, cells]))
 
 
 def _dependence(column: np.ndarray, treated: np.ndarray) -> float:
@@ -192,25 +218,52 @@ def _scalar(value) -> float:
     return float(np.ravel(value)[0])
 
 
-def dr_learner(data: EffectData, cfg: EstimatorConfig, with_interval: bool = True) -> Estimate:
-    from econml.dr import LinearDRLearner
-    from sklearn.model_selection import KFold
+@dataclass
+class DoublyRobust:
+    """The nuisance models fitted once by user folds, and the log's sums of the doubly robust,
+    IPS and SNIPS scores (``crossfit``): what ``dr_learner``, ``ips``, ``snips`` and the
+    overlap diagnostics read, and what ``within_user`` reuses where its covariates are the same."""
 
+    model: CrossFitted
+    folds: np.ndarray
+    sums: DoublyRobustSums
+
+    def estimate(self, name: str) -> Estimate:
+        if name == "snips":
+            value, stderr = self.sums.snips.estimate()
+            return Estimate(name, value, *_interval(value, stderr))
+        scores = self.sums.dr if name == "dr_learner" else self.sums.ips
+        return Estimate(name, scores.mean, *scores.interval())
+
+    def overlap(self) -> dict[str, float]:
+        return self.sums.overlap.summary()
+
+
+def doubly_robust(data: EffectData, cfg: EstimatorConfig, compute: ComputeResource | None = None) -> DoublyRobust:
+    """Fit the propensity and outcome models per user fold here, then sum every row's scores
+    shard by shard (on ``compute``: local by default)."""
     propensity, regression = nuisance_models(cfg.nuisance, data.binary, _mask(data), cfg.seed, cfg.nuisance_rows)
-    model = LinearDRLearner(
-        model_propensity=propensity,
-        model_regression=regression,
-        discrete_outcome=data.binary,
-        cv=KFold(cfg.folds, shuffle=True, random_state=cfg.seed),
-        min_propensity=max(cfg.propensity_clip, 1e-6),
-        random_state=cfg.seed,
-    )
-    model.fit(data.y, data.t, X=None, W=_covariates(data))
-    value = _scalar(model.ate())
-    if not with_interval:
-        return Estimate("dr_learner", value)
-    low, high = model.ate_interval(alpha=0.05)
-    return Estimate("dr_learner", value, _scalar(low), _scalar(high))
+    folds = user_folds(data.user_keys, cfg.folds, cfg.seed)
+    w = _covariates(data)
+    with fitting():
+        model = cross_fit(w, data.t, data.y, folds, propensity, regression, data.binary)
+        sums = doubly_robust_sums(w, data.t, data.y, data.user_keys, model, folds, cfg.propensity_clip, compute)
+    return DoublyRobust(model, folds, sums)
+
+
+def dr_learner(
+    data: EffectData, cfg: EstimatorConfig, with_interval: bool = True, fitted: DoublyRobust | None = None
+) -> Estimate:
+    estimate = (fitted or doubly_robust(data, cfg)).estimate("dr_learner")
+    return estimate if with_interval else Estimate("dr_learner", estimate.estimate)
+
+
+def ips(data: EffectData, cfg: EstimatorConfig, fitted: DoublyRobust | None = None) -> Estimate:
+    return (fitted or doubly_robust(data, cfg)).estimate("ips")
+
+
+def snips(data: EffectData, cfg: EstimatorConfig, fitted: DoublyRobust | None = None) -> Estimate:
+    return (fitted or doubly_robust(data, cfg)).estimate("snips")
 
 
 def linear_dml(data: EffectData, cfg: EstimatorConfig, with_interval: bool = True) -> Estimate:
@@ -271,139 +324,6 @@ def _one_hot(x: np.ndarray, categorical: list[bool]) -> np.ndarray:
     return np.hstack(parts) if parts else np.zeros((len(x), 0))
 
 
-def cross_fitted_propensity(data: EffectData, cfg: EstimatorConfig) -> np.ndarray:
-    """P(exposed | covariates), each row predicted by a model that did not see it."""
-    from sklearn.model_selection import KFold, cross_val_predict
-
-    model = propensity_model(cfg.nuisance, _mask(data), cfg.seed, cfg.nuisance_rows)
-    folds = KFold(cfg.folds, shuffle=True, random_state=cfg.seed)
-    with fitting():
-        return cross_val_predict(model, _covariates(data), data.t, cv=folds, method="predict_proba")[:, 1]
-
-
-def cross_fitted_outcomes(data: EffectData, cfg: EstimatorConfig) -> tuple[np.ndarray, np.ndarray]:
-    """E[outcome | covariates, unexposed] and E[... | exposed] for every row, each predicted by
-    a model (the covariates and the treatment) that did not see the row."""
-    from sklearn.base import clone
-    from sklearn.model_selection import KFold
-
-    model = outcome_model(cfg.nuisance, data.binary, [*_mask(data), False], cfg.seed, cfg.nuisance_rows)
-    w = _covariates(data)
-    predicted = np.empty((len(data.t), 2))
-    for train, held in KFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(w):
-        fitted = clone(model).fit(np.column_stack([w[train], data.t[train]]), data.y[train])
-        for arm in (0, 1):
-            x = np.column_stack([w[held], np.full(len(held), arm)])
-            predicted[held, arm] = fitted.predict_proba(x)[:, 1] if data.binary else fitted.predict(x)
-    return predicted[:, 0], predicted[:, 1]
-
-
-def within_user(
-    data: EffectData, cfg: EstimatorConfig, propensity: np.ndarray | None = None, with_interval: bool = True
-) -> Estimate:
-    """AIPW that compares each pair with the same user's other pairs of the same topic.
-
-    In a (user, topic) cell with both arms, the nuisances are anchored to the cell's own rows:
-    each arm's outcome model is the cross-fitted prediction from the covariates that do not
-    come from the log, shifted by the cell's mean residual among that arm's rows; the
-    propensity is shifted on the logit scale until it sums to the cell's exposed rows. Without
-    covariates varying inside the cell this is the cell's difference in means, and whatever
-    is constant in the cell (a taste, a trait no table holds) cancels. A cell with one arm says
-    nothing about its own effect: its rows get the effect that a model of the other cells'
-    doubly robust scores on every covariate (the log-derived taste and history included)
-    predicts for them. The interval clusters by user."""
-    psi, both = within_user_scores(data, cfg, propensity)
-    if not both.all():
-        model = effect_model(cfg.seed, int(both.sum()), _mask(data), cfg.nuisance_rows).fit(
-            _covariates(data)[both], psi[both]
-        )
-        psi[~both] = model.predict(_covariates(data)[~both])
-    value = float(psi.mean())
-    if not with_interval:
-        return Estimate("within_user", value)
-    per_user = np.bincount(data.units, weights=psi - value)
-    return Estimate("within_user", value, *_interval(value, float(np.sqrt((per_user**2).sum())) / len(psi)))
-
-
-def within_user_scores(
-    data: EffectData, cfg: EstimatorConfig, propensity: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, both)``: each row's doubly robust score anchored to its (user, topic) cell
-    (see ``within_user``), and whether its cell has both arms (elsewhere the score is not an
-    effect: a cell with one arm has nothing to compare)."""
-    if data.cells is None or data.units is None:
-        raise ValueError("within_user needs each row's user: the effect inputs carry no row-level features with users")
-    t, y, cells = data.t.astype(np.float64), data.y, data.cells
-    n_cells = int(cells.max()) + 1 if len(cells) else 0
-    arm = cells * 2 + data.t
-    counts = np.bincount(arm, minlength=2 * n_cells).reshape(n_cells, 2)
-    both = (counts > 0).all(axis=1)[cells]
-    if not both.any():
-        raise ValueError("within_user: no (user, topic) cell of the log has both exposed and unexposed pairs")
-    own = exogenous(data)
-    g0, g1 = cross_fitted_outcomes(own, cfg)
-    shift = np.bincount(arm, weights=y - np.where(t == 1, g1, g0), minlength=2 * n_cells).reshape(n_cells, 2)
-    shift /= np.maximum(counts, 1)
-    e = _clipped(own, cfg, propensity if own is data else None)
-    e = np.clip(_calibrated(_logit(e), t, cells, n_cells), cfg.propensity_clip, 1 - cfg.propensity_clip)
-    return _aipw(t, y, g0 + shift[cells, 0], g1 + shift[cells, 1], e), both
-
-
-def exogenous(data: EffectData) -> EffectData:
-    """``data`` without the covariates computed from the log itself (cross-fitted taste and
-    history: inside one user's cell they vary only with which half of the log a row is in)."""
-    if not any(data.from_log or ()):
-        return data
-    keep = [k for k, derived in enumerate(data.from_log or ()) if not derived]
-    columns, categorical = [data.columns[k] for k in keep], [data.categorical[k] for k in keep]
-    return replace(data, w=data.w[:, keep], categorical=categorical, columns=columns, from_log=[False] * len(keep))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def _aipw(t: np.ndarray, y: np.ndarray, mu0: np.ndarray, mu1: np.ndarray, e: np.ndarray) -> np.ndarray:
-    return mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
-
-
-def _calibrated(logit: np.ndarray, t: np.ndarray, cells: np.ndarray, n_cells: int, steps: int = 25) -> np.ndarray:
-    """``sigmoid(logit + shift[cell])`` with each cell's shift set by Newton's method so that
-    the cell's propensities sum to its exposed rows (a cell with one arm runs to the bound)."""
-    shift = np.zeros(n_cells)
-    exposed = np.bincount(cells, weights=t, minlength=n_cells)
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(logit + shift[cells])))
-        gap = np.bincount(cells, weights=p, minlength=n_cells) - exposed
-        slope = np.bincount(cells, weights=p * (1 - p), minlength=n_cells)
-        shift = np.clip(shift - gap / np.maximum(slope, 1e-9), -30.0, 30.0)
-    return 1.0 / (1.0 + np.exp(-(logit + shift[cells])))
-
-
-def ips(data: EffectData, cfg: EstimatorConfig, propensity: np.ndarray | None = None) -> Estimate:
-    e = _clipped(data, cfg, propensity)
-    psi = data.t * data.y / e - (1 - data.t) * data.y / (1 - e)
-    value = float(psi.mean())
-    return Estimate("ips", value, *_interval(value, float(psi.std(ddof=1) / np.sqrt(len(psi)))))
-
-
-def snips(data: EffectData, cfg: EstimatorConfig, propensity: np.ndarray | None = None) -> Estimate:
-    e = _clipped(data, cfg, propensity)
-    w1, w0 = data.t / e, (1 - data.t) / (1 - e)
-    m1, m0 = (w1 * data.y).sum() / w1.sum(), (w0 * data.y).sum() / w0.sum()
-    # delta method: each arm's ratio estimator linearised around its mean
-    n = len(data.y)
-    psi = w1 * (data.y - m1) / w1.mean() - w0 * (data.y - m0) / w0.mean()
-    value = float(m1 - m0)
-    return Estimate("snips", value, *_interval(value, float(psi.std(ddof=1) / np.sqrt(n))))
-
-
-def _clipped(data: EffectData, cfg: EstimatorConfig, propensity: np.ndarray | None) -> np.ndarray:
-    e = cross_fitted_propensity(data, cfg) if propensity is None else propensity
-    return np.clip(e, cfg.propensity_clip, 1 - cfg.propensity_clip)
-
-
 def naive(data: EffectData, cfg: EstimatorConfig | None = None) -> Estimate:
     treated, control = data.y[data.t == 1], data.y[data.t == 0]
     value = float(treated.mean() - control.mean())
@@ -411,15 +331,19 @@ def naive(data: EffectData, cfg: EstimatorConfig | None = None) -> Estimate:
     return Estimate("naive", value, *_interval(value, stderr))
 
 
-ROW_ESTIMATORS: dict[str, Callable[..., Estimate]] = {
-    "dr_learner": dr_learner,
-    "linear_dml": linear_dml,
-    "causal_forest": causal_forest,
-    "ips": ips,
-    "snips": snips,
-    "within_user": within_user,
-    "naive": naive,
-}
+def row_estimators() -> dict[str, Callable[..., Estimate]]:
+    """Every row-level estimator by name."""
+    from causalrec_plugins.effects.within_user import within_user
+
+    return {
+        "dr_learner": dr_learner,
+        "linear_dml": linear_dml,
+        "causal_forest": causal_forest,
+        "ips": ips,
+        "snips": snips,
+        "within_user": within_user,
+        "naive": naive,
+    }
 
 
 @contextmanager
@@ -433,8 +357,9 @@ def fitting() -> Iterator[None]:
 
 
 def fit_estimate(name: str, data: EffectData, cfg: EstimatorConfig, **kwargs) -> Estimate:
-    """Run the estimator called ``name`` (``ROW_ESTIMATORS``)."""
-    if name not in ROW_ESTIMATORS:
-        raise KeyError(f"unknown estimator {name!r}; known: {', '.join(ROW_ESTIMATORS)}")
+    """Run the estimator called ``name`` (``row_estimators``)."""
+    known = row_estimators()
+    if name not in known:
+        raise KeyError(f"unknown estimator {name!r}; known: {', '.join(known)}")
     with fitting():
-        return ROW_ESTIMATORS[name](data, cfg, **kwargs)
+        return known[name](data, cfg, **kwargs)

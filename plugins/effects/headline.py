@@ -32,15 +32,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from causalrec_assets.stages.effects.protocol import PairFeatures
+from causalrec_plugins.effects.crossfit import EXTREME
 from causalrec_plugins.effects.estimators import Estimate
 
 PREFERENCE = ("dr_learner", "within_user", "causal_forest", "linear_dml", "snips", "ips", "bn_do_query")
 AGREEMENT_Z = 1.96
 MIN_SLICE_ROWS_PER_ARM = 30
-EXTREME = 0.05
 
 
 @dataclass
@@ -48,17 +46,6 @@ class Choice:
     estimator: str
     reason: str
     diagnostics: dict[str, Any] = field(default_factory=dict)
-
-
-def overlap_summary(propensity: np.ndarray, treated: np.ndarray) -> dict[str, float]:
-    """Share of pairs with a propensity outside [0.05, 0.95], and the effective sample size
-    of each arm's inverse-propensity weights as a share of the arm."""
-    e = np.clip(propensity, 1e-6, 1 - 1e-6)
-    out = {"share_extreme_propensity": float(np.mean((e < EXTREME) | (e > 1 - EXTREME)))}
-    for arm, weights in (("exposed", 1 / e[treated == 1]), ("unexposed", 1 / (1 - e[treated == 0]))):
-        ess = weights.sum() ** 2 / (weights**2).sum() if weights.size else 0.0
-        out[f"effective_sample_share_{arm}"] = float(ess / max(1, weights.size))
-    return out
 
 
 def slice_estimate(test: PairFeatures | None) -> Estimate | None:

@@ -10,11 +10,11 @@ weights, chosen on a validation split of the training log.
 
 from __future__ import annotations
 
-from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
+from causalrec_assets.candidates import ScoredRanker
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
+from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingPlugin
 from causalrec_plugins.ranking.relevance_rank import RelevanceParams, fit_relevance
-from causalrec_plugins.ranking.uplift_rank import UpliftConfig, has_unexposed_outcomes, recommend, uplift_scorer
+from causalrec_plugins.ranking.uplift_rank import UpliftConfig, has_unexposed_outcomes, uplift_ranker, uplift_scorer
 
 
 class CausalRankingConfig(RelevanceParams, UpliftConfig):
@@ -26,14 +26,11 @@ class CausalRanking(RankingPlugin):
 
     Config = CausalRankingConfig
 
-    def rank(self, inputs: RankingInputs, context: PluginContext) -> RankingOutput:
+    def fit(self, inputs: RankingInputs, context: PluginContext) -> Ranker:
         cfg: CausalRankingConfig = self.config  # type: ignore[assignment]
         if has_unexposed_outcomes(inputs.interactions):
-            score = uplift_scorer(inputs, cfg)
-            recommendations = recommend(score, inputs, cfg, context)
-        else:
-            candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
-            context.log.info("rating data: debiased relevance ranking of %d candidate pairs", candidates.height)
-            score, _ = fit_relevance(inputs, cfg, context)
-            recommendations = top_k(score(candidates), cfg.k)
-        return RankingOutput(recommendations=recommendations, test_scores=score(test_pairs(inputs.interactions)))
+            score, profiles = uplift_scorer(inputs, cfg)
+            return uplift_ranker(score, inputs, cfg, context, profiles)
+        context.log.info("rating data: debiased relevance ranking of every unseen item")
+        score, _ = fit_relevance(inputs, cfg, context)
+        return ScoredRanker(score, inputs.items.select("item_id"), cfg.k)

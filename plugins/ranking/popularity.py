@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
-from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
+from causalrec_assets.candidates import ProfileRanker
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin, TopKConfig
+from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingPlugin, TopKConfig
 
 
 class PopularityConfig(TopKConfig):
@@ -19,20 +21,26 @@ class PopularityRanking(RankingPlugin):
 
     Config = PopularityConfig
 
-    def rank(self, inputs: RankingInputs, context: PluginContext) -> RankingOutput:
+    def fit(self, inputs: RankingInputs, context: PluginContext) -> Ranker:
         train = train_rows(inputs.interactions)
         threshold = inputs.variable_encoder.outcome_threshold
         counts = train.group_by("item_id").agg(
             (pl.col("outcome").cast(pl.Float64) >= threshold).sum().cast(pl.Float64).alias("score")
         )
+        # one ranking for everyone: every user shares one profile
+        everyone = inputs.users.select("user_id", pl.lit(0, pl.UInt32).alias("profile"))
+        return ProfileRanker.fit(ItemCounts(counts), everyone, inputs.items, self.config.k)  # type: ignore[attr-defined]
 
-        def score(pairs: pl.DataFrame) -> pl.DataFrame:
-            return pairs.join(counts, on="item_id", how="left", maintain_order="left").with_columns(
-                pl.col("score").fill_null(0.0)
-            )
 
-        candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
-        return RankingOutput(
-            recommendations=top_k(score(candidates), self.config.k),  # type: ignore[attr-defined]
-            test_scores=score(test_pairs(inputs.interactions)),
+@dataclass
+class ItemCounts:
+    """Scores a pair by its item's count of positive outcomes in the training log."""
+
+    counts: pl.DataFrame  # item_id, score
+
+    def __call__(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        return (
+            pairs.select("user_id", "item_id")
+            .join(self.counts, on="item_id", how="left", maintain_order="left")
+            .with_columns(pl.col("score").fill_null(0.0))
         )

@@ -17,10 +17,10 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from causalrec_assets.candidates import test_pairs, top_k, unseen_pairs
+from causalrec_assets.candidates import ScoredRanker
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin, TopKConfig
+from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingPlugin, TopKConfig
 from causalrec_assets.variables import OUTCOME, TREATMENT
 
 
@@ -159,10 +159,7 @@ class RelevanceRanking(RankingPlugin):
 
     Config = RelevanceParams
 
-    def rank(self, inputs: RankingInputs, context: PluginContext) -> RankingOutput:
+    def fit(self, inputs: RankingInputs, context: PluginContext) -> Ranker:
         cfg: RelevanceParams = self.config  # type: ignore[assignment]
         score, _ = fit_relevance(inputs, cfg, context)
-        candidates = unseen_pairs(inputs.users, inputs.items, inputs.interactions)
-        return RankingOutput(
-            recommendations=top_k(score(candidates), cfg.k), test_scores=score(test_pairs(inputs.interactions))
-        )
+        return ScoredRanker(score, inputs.items.select("item_id"), cfg.k)

@@ -13,21 +13,21 @@ segment-level alternative (one value per cell of the outcome's parents in the gr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 from pydantic import Field
 
 from causalrec_assets.bayesnet import adjustment_set, interventional
-from causalrec_assets.candidates import profile_top_k, test_pairs, top_k
+from causalrec_assets.candidates import ProfileRanker, ScoredRanker
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.retrieval import CandidateConfig, candidate_pairs
+from causalrec_assets.retrieval import CandidateConfig, CandidateRanker
 from causalrec_assets.sampling import sample_rows
-from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput, RankingPlugin
+from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingPlugin
 from causalrec_assets.variables import OUTCOME, TREATMENT
 from causalrec_plugins.effects.estimators import EffectData, EstimatorConfig, fitting, with_cell
 from causalrec_plugins.effects.nuisance import effect_model, nuisance_models
@@ -41,17 +41,29 @@ UPLIFT_MODEL_HELP = (
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
 
 
-@dataclass(frozen=True)
-class ProfileScorer:
-    """A pair scorer whose score depends on a pair only through its user's feature row (its
-    profile, ``user_profiles``: ``user_id, profile``) and its item's: its top-K lists are found
-    exactly without scoring every user x item pair (``candidates.profile_top_k``)."""
+@dataclass
+class UpliftScorer:
+    """Scores pairs by the fitted DR learner's effect model on their features (only the
+    columns it reads), in chunks; ``for_users`` keeps the featurizer's state of some users only."""
 
-    score: PairScorer
-    user_profiles: pl.DataFrame
+    featurizer: PairFeaturizer
+    columns: list[str]
+    effect: Any  # the DR learner's final model: x -> uplift
+    chunk: int = 200_000
 
     def __call__(self, pairs: pl.DataFrame) -> pl.DataFrame:
-        return self.score(pairs)
+        keys = pairs.select("user_id", "item_id")
+        if not keys.height:
+            return keys.with_columns(pl.lit(None, pl.Float64).alias("score"))
+        parts = []
+        for start in range(0, keys.height, self.chunk):  # bounded memory on large candidate sets
+            chunk = self.featurizer.transform(keys.slice(start, self.chunk), self.columns).select(self.columns)
+            with fitting():
+                parts.append(np.ravel(self.effect.predict(chunk.to_numpy().astype(np.float64))))
+        return keys.with_columns(pl.Series("score", np.concatenate(parts), dtype=pl.Float64))
+
+    def for_users(self, users: pl.DataFrame) -> UpliftScorer:
+        return replace(self, featurizer=self.featurizer.for_users(users))
 
 
 def user_profiles(featurizer: PairFeaturizer, columns: list[str], users: pl.DataFrame) -> pl.DataFrame | None:
@@ -70,30 +82,42 @@ def user_profiles(featurizer: PairFeaturizer, columns: list[str], users: pl.Data
     return rows.join(distinct, on=own, how="left", nulls_equal=True).select("user_id", "profile")
 
 
-def recommend(score: PairScorer, inputs: RankingInputs, cfg: CandidateConfig, context: PluginContext) -> pl.DataFrame:
-    """Each user's top k unseen items: exactly, over user profiles, where the score allows it,
-    else over each user's candidates (``causalrec_assets.retrieval``)."""
-    k = cfg.k
-    if isinstance(score, ProfileScorer):
-        profiles = score.user_profiles["profile"].n_unique()
+def uplift_ranker(
+    score: PairScorer,
+    inputs: RankingInputs,
+    cfg: CandidateConfig,
+    context: PluginContext,
+    profiles: pl.DataFrame | None = None,
+) -> Ranker:
+    """The ranker over ``score``: exact over user profiles (``profiles``) where the score allows
+    it, every unseen item of a small catalogue, else each user's candidates
+    (``causalrec_assets.retrieval``)."""
+    users, items, k = inputs.users, inputs.items, cfg.k
+    if profiles is not None:
         context.log.info(
             "uplift ranking over %d user profiles x %d items (exact top-%d, not %d x %d pairs)",
-            profiles,
-            inputs.items.height,
+            profiles["profile"].n_unique(),
+            items.height,
             k,
-            inputs.users.height,
-            inputs.items.height,
+            users.height,
+            items.height,
         )
-        return profile_top_k(score, score.user_profiles, inputs.items, inputs.interactions, k)
-    candidates, sources = candidate_pairs(
-        score, inputs.users, inputs.items, inputs.interactions, inputs.user_embeddings, inputs.item_embeddings, cfg
+        return ProfileRanker.fit(score, profiles, items, k)
+    if cfg.per_user * 2 >= items.height:
+        context.log.info("uplift ranking of every unseen item (%d items: a small catalogue)", items.height)
+        return ScoredRanker(score, items.select("item_id"), k)
+    ranker = CandidateRanker.fit(
+        score, users, items, inputs.interactions, inputs.user_embeddings, inputs.item_embeddings, cfg
     )
     context.log.info(
-        "uplift ranking of %d candidate pairs (%s)",
-        candidates.height,
-        ", ".join(f"{k}: {v}" for k, v in sources.items()),
+        "uplift ranking of each user's candidates, up to %d per user (nearest %d, neighbour %d, prior %d, explore %d)",
+        cfg.per_user,
+        cfg.nearest_candidates,
+        cfg.neighbour_candidates,
+        cfg.prior_candidates,
+        cfg.explore_candidates,
     )
-    return top_k(score(candidates), k)
+    return ranker
 
 
 class UpliftConfig(CandidateConfig, EstimatorConfig):
@@ -118,20 +142,28 @@ def effect_modifiers(edges: list[tuple[str, str]], available: list[str]) -> list
     return parents_y or [v for v in adjustment_set(edges) if v in available]
 
 
-def bn_uplift_scores(inputs: RankingInputs, pairs: pl.DataFrame) -> pl.DataFrame:
-    """``user_id, item_id, score``: the do-query uplift, one query per distinct pair profile."""
-    features = inputs.variable_encoder.pair_features(pairs)
-    modifiers = effect_modifiers(inputs.edges, features.columns)
-    frame = pl.concat([pairs.select("user_id", "item_id"), features.select(modifiers)], how="horizontal")
-    cells = frame.select(modifiers).unique() if modifiers else pl.DataFrame({"_": [0]})
-    uplift = []
-    for row in cells.iter_rows(named=True):
-        p = interventional(inputs.network, evidence={k: v for k, v in row.items() if k != "_"})
-        uplift.append(p.get("1", 0.0) - p.get("0", 0.0))
-    cells = cells.with_columns(pl.Series("score", uplift, dtype=pl.Float64))
-    if not modifiers:
-        return frame.with_columns(pl.lit(uplift[0]).alias("score")).select("user_id", "item_id", "score")
-    return frame.join(cells, on=modifiers, how="left", maintain_order="left").select("user_id", "item_id", "score")
+@dataclass
+class NetworkUplift:
+    """Scores pairs by the network's do-query uplift, one query per distinct cell of the
+    outcome's parents."""
+
+    encoder: Any  # the fitted VariableEncoder
+    network: Any
+    edges: list[tuple[str, str]]
+
+    def __call__(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        features = self.encoder.pair_features(pairs)
+        modifiers = effect_modifiers(self.edges, features.columns)
+        frame = pl.concat([pairs.select("user_id", "item_id"), features.select(modifiers)], how="horizontal")
+        cells = frame.select(modifiers).unique() if modifiers else pl.DataFrame({"_": [0]})
+        uplift = []
+        for row in cells.iter_rows(named=True):
+            p = interventional(self.network, evidence={k: v for k, v in row.items() if k != "_"})
+            uplift.append(p.get("1", 0.0) - p.get("0", 0.0))
+        cells = cells.with_columns(pl.Series("score", uplift, dtype=pl.Float64))
+        if not modifiers:
+            return frame.with_columns(pl.lit(uplift[0]).alias("score")).select("user_id", "item_id", "score")
+        return frame.join(cells, on=modifiers, how="left", maintain_order="left").select("user_id", "item_id", "score")
 
 
 def featurizer_of(inputs: RankingInputs) -> PairFeaturizer:
@@ -142,10 +174,11 @@ def featurizer_of(inputs: RankingInputs) -> PairFeaturizer:
     return PairFeaturizer().fit(inputs.users, inputs.items, train_rows(inputs.interactions), embeddings)
 
 
-def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> PairScorer:
+def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> tuple[UpliftScorer, pl.DataFrame | None]:
     """A scorer of pairs: EconML's DR learner fitted on the training log. Its effect model sees
     the features of the outcome's causes in the graph (with ``affinity``, the user's taste and
-    history); its nuisance models see those and the rest of the graph's adjustment set."""
+    history); its nuisance models see those and the rest of the graph's adjustment set. Also
+    the users' profiles where the score depends on users through their own features only."""
     from econml.dr import DRLearner
     from sklearn.model_selection import KFold
 
@@ -185,33 +218,23 @@ def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> PairScore
     with fitting():
         model.fit(y, t, X=x, W=w)
 
-    def score(pairs: pl.DataFrame) -> pl.DataFrame:
-        keys = pairs.select("user_id", "item_id")
-        if not keys.height:
-            return keys.with_columns(pl.lit(None, pl.Float64).alias("score"))
-        parts = []
-        for start in range(0, keys.height, 200_000):  # bounded memory on large candidate sets
-            chunk = featurizer.transform(keys[start : start + 200_000], columns).select(columns).to_numpy()
-            with fitting():
-                parts.append(np.ravel(model.effect(chunk.astype(np.float64))))
-        return keys.with_columns(pl.Series("score", np.concatenate(parts), dtype=pl.Float64))
-
-    profiles = user_profiles(featurizer, columns, inputs.users)
-    return score if profiles is None else ProfileScorer(score, profiles)
+    scorer = UpliftScorer(featurizer, columns, model.model_cate(T=1))
+    return scorer, user_profiles(featurizer, columns, inputs.users)
 
 
 def has_unexposed_outcomes(interactions: pl.DataFrame) -> bool:
     return train_rows(interactions)[TREATMENT].cast(pl.Int64).n_unique() > 1
 
 
-def uplift_scorer(inputs: RankingInputs, cfg: UpliftConfig) -> PairScorer:
+def uplift_scorer(inputs: RankingInputs, cfg: UpliftConfig) -> tuple[PairScorer, pl.DataFrame | None]:
+    """The uplift scorer the config names, and the users' profiles where it allows exact top-K."""
     if not has_unexposed_outcomes(inputs.interactions):
         raise ValueError(
             "uplift ranking needs training rows with exposure = 0 and their outcomes; this log has one exposure "
             "value only (rating data): use the 'relevance' or 'causal' ranker"
         )
     if cfg.uplift_model == "bn_do_query":
-        return lambda pairs: bn_uplift_scores(inputs, pairs)
+        return NetworkUplift(inputs.variable_encoder, inputs.network, inputs.edges), None
     return personal_uplift_model(inputs, cfg)
 
 
@@ -220,9 +243,7 @@ class UpliftRanking(RankingPlugin):
 
     Config = UpliftConfig
 
-    def rank(self, inputs: RankingInputs, context: PluginContext) -> RankingOutput:
+    def fit(self, inputs: RankingInputs, context: PluginContext) -> Ranker:
         cfg: UpliftConfig = self.config  # type: ignore[assignment]
-        score = uplift_scorer(inputs, cfg)
-        return RankingOutput(
-            recommendations=recommend(score, inputs, cfg, context), test_scores=score(test_pairs(inputs.interactions))
-        )
+        score, profiles = uplift_scorer(inputs, cfg)
+        return uplift_ranker(score, inputs, cfg, context, profiles)

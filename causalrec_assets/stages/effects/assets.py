@@ -23,6 +23,7 @@ from causalrec_assets.stage_config import plugin_context, plugin_from_config, st
 from causalrec_assets.stages.effects.inputs import effect_inputs
 from causalrec_assets.stages.effects.protocol import EffectInputs, EffectsPlugin
 from causalrec_assets.stages.effects.refutation import REFUTATION_ROWS, REFUTERS, adjusted_rows, run_refutations
+from causalrec_resources.compute import ComputeResource
 from causalrec_resources.settings import current_settings
 
 EffectsStageConfig = stage_config_class("effects")
@@ -108,10 +109,11 @@ def known_true_ate(context: dg.AssetExecutionContext) -> float | None:
 def treatment_effects(
     context: dg.AssetExecutionContext,
     config: EffectsConfig,
+    compute: ComputeResource,
     causal_variables: pl.DataFrame,
     causal_graph: dict,
     bayesian_network: pl.DataFrame,
-    pair_features: pl.DataFrame,
+    pair_features: pl.LazyFrame,
 ):
     """The effect of exposure on outcome (the first ATE row is the headline), and the
     refutation of that headline by its own estimator."""

@@ -11,18 +11,21 @@ from causalrec_assets.stages.effects.protocol import EffectInputs
 from causalrec_assets.variables import OUTCOME, binarise_threshold
 
 
-def effect_inputs(variables: pl.DataFrame, graph: dict, network: pl.DataFrame, features: pl.DataFrame) -> EffectInputs:
+def effect_inputs(
+    variables: pl.DataFrame, graph: dict, network: pl.DataFrame, features: pl.DataFrame | pl.LazyFrame
+) -> EffectInputs:
     """What an effects plugin receives: the discrete variables and network, and the same
-    training pairs as row-level features, plus the test slice's pairs."""
+    training pairs as row-level features, plus the test slice's pairs (each collected on its
+    own from a lazy ``features``: the whole table is never in memory at once)."""
     edges = [tuple(e) for e in graph["edges"]]
-    train = features.filter(pl.col("split") == "train")
+    train = features.lazy().filter(pl.col("split") == "train").collect()
     if train.height != variables.height:
         raise ValueError(
             f"pair_features has {train.height} training rows but causal_variables {variables.height}: "
             "materialize both from the same interactions"
         )
     threshold = binarise_threshold(train[OUTCOME])
-    test = features.filter(pl.col("split") == "test")
+    test = features.lazy().filter(pl.col("split") == "test").collect()
     return EffectInputs(
         variables=variables,
         edges=edges,

@@ -20,8 +20,9 @@ class PairFeatures:
     components, the user's taste (see ``causalrec_assets.features``), and ``exposure`` and
     ``outcome`` on the outcome's own scale. ``groups`` maps each causal variable of the graph
     to the columns that carry it; ``categorical`` lists the columns holding category codes.
-    The ``unit`` column, where the frame has one, numbers each row's user (not a feature: it
-    lets an estimator compare pairs within one user's log and cluster its standard errors);
+    The ``unit`` column, where the frame has one, holds each row's user as a stable 64-bit key
+    (a hash of the id's text; not a feature: it lets an estimator compare pairs within one
+    user's log, fold and shard by user, and cluster its standard errors);
     ``from_log`` lists the feature columns computed from the training log itself (a user's
     cross-fitted taste and history), which vary inside one user's log only with the fold a
     row was in."""

@@ -13,8 +13,10 @@ from causalrec_assets.evaluation import TARGET_NOTES, evaluate, evaluation_plot,
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.effects.assets import REFUTED
+from causalrec_assets.stages.ranking.batches import rank_with
 from causalrec_assets.stages.ranking.inputs import ranking_inputs
 from causalrec_assets.stages.ranking.protocol import RankingPlugin
+from causalrec_resources.compute import ComputeResource
 
 RankingStageConfig = stage_config_class("ranking")
 RANKING_KINDS = {"econml", "pgmpy"}
@@ -36,6 +38,7 @@ RANKING_KINDS = {"econml", "pgmpy"}
 def ranking(
     context: dg.AssetExecutionContext,
     config: RankingStageConfig,  # type: ignore[valid-type]
+    compute: ComputeResource,
     interactions: pl.DataFrame,
     user_embeddings: pl.DataFrame,
     variable_encoding: VariableEncoding,
@@ -43,13 +46,26 @@ def ranking(
     bayesian_network: pl.DataFrame,
     treatment_effects: pl.DataFrame,
 ):
-    """Rank every user's unseen items by the ranking plugin's causal score."""
+    """Rank every user's unseen items by the ranking plugin's causal score: the plugin's ranker
+    is fitted once, then asked for the lists of one batch of users at a time, user shard by user
+    shard (on the ``compute`` resource's engine)."""
     plugin = plugin_from_config(RankingPlugin, config, context.log)
     inputs = ranking_inputs(
         interactions, user_embeddings, variable_encoding, causal_variables, bayesian_network, treatment_effects
     )
     start = time.perf_counter()
-    out = plugin.rank(inputs, plugin_context(context))
+    timing: dict = {}
+    pctx = plugin_context(context)
+    if plugin.fits():
+        ranker = plugin.fit(inputs, pctx)
+        timing["fit_seconds"] = md.rounded(time.perf_counter() - start)
+        context.log.info(f"ranker fitted in {timing['fit_seconds']} s; recommending: {compute.describe()}")
+        out = rank_with(ranker, inputs, pctx, compute)
+        timing["recommend_seconds"] = md.rounded(time.perf_counter() - start - timing["fit_seconds"])
+        timing["ranker"] = type(ranker).__name__
+        timing["compute"] = compute.describe()
+    else:  # a plugin written for plugin API 1.3 or before: the whole answer in one call
+        out = plugin.rank(inputs, pctx)
     made_by = md.plugin_metadata("ranking", config.plugin)  # type: ignore[attr-defined]
     seconds = md.rounded(time.perf_counter() - start)
     refuted = refutation_verdict(context)
@@ -64,6 +80,7 @@ def ranking(
             **made_by,
             "users": out.recommendations["user_id"].n_unique(),
             "seconds": seconds,
+            **timing,
             "headline_refuted": refuted,
             **md.table_metadata(out.recommendations, preview=15),
         },

@@ -20,7 +20,9 @@ from causalrec_assets.stages.conformance import (
     unused_id,
 )
 from causalrec_assets.stages.ingest.protocol import Dataset
-from causalrec_assets.stages.ranking.protocol import RankingInputs, RankingOutput
+from causalrec_assets.stages.ranking.batches import recommend_all
+from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingOutput
+from causalrec_resources.compute import ComputeResource
 
 STAGE = "ranking"
 
@@ -120,10 +122,30 @@ def check_rankings(kit: Kit, out: RankingOutput, inputs: RankingInputs, what: st
         fail(f"{what}: test_scores hold null, NaN or infinite scores")
 
 
+def check_batches_agree(kit: Kit, inputs: RankingInputs, out: RankingOutput) -> str:
+    """A ranker that ``fit``s (plugin API 1.4) must give every user the same list whatever the
+    batches and shards it is asked in: small batches over three shards equal ``rank()``'s."""
+    plugin = kit.make()
+    if not plugin.fits():
+        return ""
+    ranker = kit.call("fit()", lambda: plugin.fit(inputs, kit.context()))
+    if not isinstance(ranker, Ranker):
+        fail(f"fit() must return a Ranker, got {type(ranker).__name__}")
+    small = ComputeResource(engine="local", shards=3)
+    batched = kit.call(
+        "recommend() in batches", lambda: recommend_all(ranker, inputs.users, inputs.interactions, small, 7)
+    )
+    diff = frame_difference(batched.sort("user_id", "rank"), out.recommendations.sort("user_id", "rank"))
+    if diff:
+        fail(f"lists asked in batches of 7 users over 3 shards differ from rank()'s: {diff}")
+    return "; the same lists in batches of 7 users over 3 shards"
+
+
 def check_row_invariants(kit: Kit) -> str:
     out = output(kit.main_or_fail(), "rank()")
-    check_rankings(kit, out, kit.inputs.ranking_inputs(), "rank()")
-    return "top-k of unseen items per user; every test pair scored once"
+    inputs = kit.inputs.ranking_inputs()
+    check_rankings(kit, out, inputs, "rank()")
+    return "top-k of unseen items per user; every test pair scored once" + check_batches_agree(kit, inputs, out)
 
 
 def check_empty_input(kit: Kit) -> str:

@@ -13,12 +13,13 @@ from causalrec_assets.graph_picture import causal_paths, graph_picture
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_assets.stages.structure.counts import count_table, g_test
+from causalrec_assets.stages.structure.counts import count_table, g_test, sharded_count_table
 from causalrec_assets.stages.structure.knowledge import stage_knowledge
 from causalrec_assets.stages.structure.protocol import Edge, Knowledge, StructurePlugin
 from causalrec_assets.stages.structure.stability import Stability, StabilityConfig, edge_stability, stability_config
 from causalrec_assets.topics import item_topics as cluster_topics
 from causalrec_assets.variables import AFFINITY, OUTCOME, TREATMENT
+from causalrec_resources.compute import ComputeResource
 from causalrec_resources.variables import CausalVariablesResource
 
 StructureStageConfig = stage_config_class("structure")
@@ -53,6 +54,7 @@ def _out(description: str, kinds: set[str] | None = None) -> dg.AssetOut:
 )
 def variables(
     variable_settings: CausalVariablesResource,
+    compute: ComputeResource,
     users: pl.DataFrame,
     items: pl.DataFrame,
     interactions: pl.DataFrame,
@@ -72,6 +74,7 @@ def variables(
         interactions,
         item_topics,
         item_embeddings,
+        compute,
         n_bins=variable_settings.n_bins,
         max_levels=variable_settings.max_levels,
         text_components=variable_settings.text_components,
@@ -125,11 +128,17 @@ def effect_evidence(counts: pl.DataFrame, adjust: list[str]) -> str:
         "bayesian_network": _out("The fitted network's CPDs (variable, state, parents, probability).", {"pgmpy"}),
     },
 )
-def structure(context: dg.AssetExecutionContext, config: StructureStageConfig, causal_variables: pl.DataFrame):  # type: ignore[valid-type]
+def structure(
+    context: dg.AssetExecutionContext,
+    config: StructureStageConfig,  # type: ignore[valid-type]
+    compute: ComputeResource,
+    causal_variables: pl.DataFrame,
+):
     """Structure learning under tiers (attributes → exposure → outcome, nothing into
-    attributes) plus the plugin's own knowledge, with bootstrap edge stability."""
+    attributes) plus the plugin's own knowledge, with bootstrap edge stability; learners
+    and the network read the count table, summed from each shard's counts."""
     plugin = plugin_from_config(StructurePlugin, config, context.log)
-    counts = count_table(causal_variables)
+    counts = sharded_count_table(causal_variables, compute)
     context.log.info("count table: %d distinct rows of %d", counts.height, causal_variables.height)
     learned = learn_graph(plugin, causal_variables, plugin_context(context), counts)
     network = fit_network(counts, learned.edges)

@@ -14,6 +14,7 @@ import polars as pl
 from scipy.special import chdtrc
 
 from causalrec_assets.stages.structure.protocol import COUNT
+from causalrec_resources.compute import ComputeResource
 
 
 def count_table(variables: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -23,8 +24,21 @@ def count_table(variables: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     names = frame.collect_schema().names()
     if COUNT in names:
         raise ValueError(f"the variable table already has a {COUNT!r} column: it is a count table")
-    out = frame.group_by(names).agg(pl.len().cast(pl.Int64).alias(COUNT)).sort(names, nulls_last=True)
-    return out.collect()
+    counted = frame.group_by(names).agg(pl.len().cast(pl.Int64).alias(COUNT))
+    # categorical variables as their values: the table's order is the values', not the log's
+    return counted.with_columns(pl.col(pl.Categorical).cast(pl.String)).sort(names, nulls_last=True).collect()
+
+
+def sharded_count_table(variables: pl.DataFrame, compute: ComputeResource) -> pl.DataFrame:
+    """``count_table`` of ``variables`` from each shard's own count table, summed: counts add,
+    so the same table whatever the shards (a shard here is a block of rows)."""
+    shards = max(1, min(compute.shard_count, variables.height))
+    step = -(-variables.height // shards) if variables.height else 1
+    parts = (variables.slice(start, step) for start in range(0, max(variables.height, 1), step))
+    names = variables.columns
+    counted = pl.concat(list(compute.map(count_table, parts)))
+    summed = counted.group_by(names).agg(pl.col(COUNT).sum().cast(pl.Int64))
+    return summed.sort(names, nulls_last=True)
 
 
 def rows_of(data: pl.DataFrame) -> int:
