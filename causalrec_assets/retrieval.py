@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from causalrec_assets.candidates import ScoringRanker, StreamingTopK, restricted, unseen_pairs
+from causalrec_assets.candidates import ScoringRanker, StreamingTopK, restricted, scores_of, unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.stages.ranking.protocol import TopKConfig
 from causalrec_assets.variables import unit_rows
@@ -132,7 +132,7 @@ def sampled_scores(
     logged = train_rows(interactions).select("user_id").unique().sort("user_id")
     chosen = logged.sample(n=min(sample, logged.height), seed=seed)
     grid = chosen.join(items.select("item_id"), how="cross")
-    return grid.with_columns(score(grid)["score"].cast(pl.Float64).fill_nan(None).alias("score"))
+    return grid.with_columns(scores_of(restricted(score, chosen), grid).alias("score"))
 
 
 def best_items(scored: pl.DataFrame, count: int, by: str | None = None) -> pl.DataFrame:

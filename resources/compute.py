@@ -42,15 +42,16 @@ def user_shards(user_ids: pl.Series, shards: int) -> pl.Series:
     return pl.Series("_shard", (stable_hash(user_ids) % np.uint64(max(shards, 1))).astype(np.int64))
 
 
-def split_by_user(frame: pl.DataFrame, shard_of: pl.DataFrame, shards: int) -> list[pl.DataFrame]:
+def split_by_user(frame: pl.DataFrame, shard_of: pl.DataFrame, shards: int) -> Iterator[pl.DataFrame]:
     """``frame``'s rows in ``shards`` parts by their user's shard (``shard_of``: ``user_id,
-    _shard``), each part in ``frame``'s order; rows of users ``shard_of`` lacks go to shard 0."""
-    tagged = frame.join(shard_of, on="user_id", how="left", maintain_order="left").with_columns(
+    _shard``), each part in ``frame``'s order, one part at a time (a part is copied when it is
+    reached, so only one is in memory beside the frame); rows of users ``shard_of`` lacks go
+    to shard 0."""
+    tagged = frame.join(shard_of, on="user_id", how="left", maintain_order="left").select(
         pl.col("_shard").fill_null(0)
-    )
-    parts = tagged.partition_by("_shard", as_dict=True, include_key=False, maintain_order=True)
-    empty = frame.clear()
-    return [parts.get((s,), empty) for s in range(shards)]
+    )["_shard"]
+    for s in range(shards):
+        yield frame.filter(tagged == s)
 
 
 @functools.cache

@@ -34,7 +34,8 @@ def batches(users: pl.DataFrame, seen: pl.DataFrame, size: int) -> Iterator[tupl
 def recommend_shard(part: tuple[Ranker, pl.DataFrame, pl.DataFrame], batch_users: int) -> pl.DataFrame:
     """One shard's lists: its users ranked batch by batch (what a worker runs)."""
     ranker, users, seen = part
-    lists = [ranker.recommend(b, s) for b, s in batches(users, seen, batch_users)]
+    # each batch by the part of the model its users need: lookups in a batch's state, not the shard's
+    lists = [ranker.for_users(b).recommend(b, s) for b, s in batches(users, seen, batch_users)]
     return pl.concat(lists) if lists else ranker.recommend(users, seen)
 
 
@@ -78,10 +79,10 @@ def recommend_all(
 
 
 def score_all(ranker: Ranker, pairs: pl.DataFrame, chunk: int = SCORE_ROWS) -> pl.DataFrame:
-    """``ranker.score`` over ``pairs`` in chunks of ``chunk`` rows, in order."""
-    if pairs.height <= chunk:
-        return ranker.score(pairs)
-    return pl.concat([ranker.score(pairs.slice(s, chunk)) for s in range(0, pairs.height, chunk)])
+    """``ranker.score`` over ``pairs`` in chunks of ``chunk`` rows, in order, each by the part of
+    the model its users need."""
+    parts = [pairs.slice(s, chunk) for s in range(0, max(pairs.height, 1), chunk)]
+    return pl.concat([ranker.for_users(part.select("user_id").unique()).score(part) for part in parts])
 
 
 def rank_with(
