@@ -100,15 +100,16 @@ def pair_features(
 
 
 def in_row_order(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` sorted by its ``_row`` column (dropped), one column at a time: each column's old
-    buffers go as its sorted copy is made, so the table is never held twice."""
+    """``frame`` sorted by its ``_row`` column (dropped), one column at a time: each column goes
+    as its sorted copy is made, so the table is never held twice (``DataFrame.drop`` would not
+    do: it may rechunk the columns it keeps)."""
     order = frame["_row"].arg_sort()
-    frame = frame.drop("_row")
-    columns = []
-    for name in frame.columns:
-        columns.append(frame[name].gather(order))
-        frame = frame.drop(name)
-    return pl.DataFrame(columns)
+    columns = [column for column in frame.get_columns() if column.name != "_row"]
+    del frame
+    ordered = []
+    while columns:
+        ordered.append(columns.pop(0).gather(order))
+    return pl.DataFrame(ordered)
 
 
 def encode_log(

@@ -142,7 +142,8 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
         if path.suffix == ".json":
             return json.loads(path.read_text())
         if path.suffix == ".pkl":
-            return pickle.loads(path.read_bytes())
+            with path.open("rb") as file:  # unpickled from the file: no copy of its bytes in memory
+                return pickle.load(file)
         source = str(path.path) if path.protocol in ("", "file") else path
         if wants_lazy(context):  # an input typed pl.LazyFrame: a scan, read only as far as the step collects
             return pl.scan_parquet(source)

@@ -162,8 +162,25 @@ def good_run(tmp_path_factory: pytest.TempPathFactory, small_world):
     mp.undo()
 
 
-@pytest.mark.parametrize("defect", list(BAD))
-def test_bad_dataset_fails_and_keeps_good_outputs(defect, good_run, small_world, tmp_path, monkeypatch):
+ORIGINAL_SEVEN = list(BAD)[:7]
+"""The defects first written for the contract, also run on the batched (out-of-core) path."""
+
+BATCH_ROWS = 128
+"""Small enough that every table of the small world is validated in several batches."""
+
+
+def batched_validation(run_config: dict | None) -> dict:
+    """``run_config`` with every validating op set to ``BATCH_ROWS``-row batches."""
+    ops = dict((run_config or {}).get("ops", {}))
+    for op in ("users_users_contract", "items_items_contract", "interactions_interactions_contract", "validation_report"):
+        ops[op] = {"config": {"great_expectations": {"batch_rows": BATCH_ROWS}}}
+    return {**(run_config or {}), "ops": ops}
+
+
+@pytest.mark.parametrize(
+    ("defect", "batched"), [(d, False) for d in BAD] + [(d, True) for d in ORIGINAL_SEVEN]
+)
+def test_bad_dataset_fails_and_keeps_good_outputs(defect, batched, good_run, small_world, tmp_path, monkeypatch):
     _, storage = good_run
     before = published_files(storage)
     assert {"users.parquet", "item_embeddings.parquet", "recommendations.parquet", "causal_graph.json"} <= set(before)
@@ -175,7 +192,8 @@ def test_bad_dataset_fails_and_keeps_good_outputs(defect, good_run, small_world,
     for name, value in override.get("env", {}).items():
         monkeypatch.setenv(name, value)
 
-    result = materialize_all(override.get("run_config"), raise_on_error=False)
+    run_config = batched_validation(override.get("run_config")) if batched else override.get("run_config")
+    result = materialize_all(run_config, raise_on_error=False)
 
     assert not result.success
     message = failure_messages(result)

@@ -79,10 +79,16 @@ def recommend_all(
 
 
 def score_all(ranker: Ranker, pairs: pl.DataFrame, chunk: int = SCORE_ROWS) -> pl.DataFrame:
-    """``ranker.score`` over ``pairs`` in chunks of ``chunk`` rows, in order, each by the part of
-    the model its users need."""
-    parts = [pairs.slice(s, chunk) for s in range(0, max(pairs.height, 1), chunk)]
-    return pl.concat([ranker.for_users(part.select("user_id").unique()).score(part) for part in parts])
+    """``ranker.score`` over ``pairs`` in order, scored in chunks of about ``chunk`` rows of
+    whole users (pairs grouped by user first), each chunk by the part of the model its users
+    need: a chunk of pairs in log order would touch nearly every user, and so the whole model."""
+    by_user = pairs.with_row_index("_row").sort("user_id", maintain_order=True)
+    parts = [by_user.slice(s, chunk) for s in range(0, max(by_user.height, 1), chunk)]
+    scored = [
+        ranker.for_users(part.select("user_id").unique()).score(part.drop("_row")).with_columns(part["_row"])
+        for part in parts
+    ]
+    return pl.concat(scored).sort("_row").drop("_row")
 
 
 def rank_with(
