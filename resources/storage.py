@@ -61,7 +61,10 @@ def _atomic_write(path: UPath, write: Any) -> None:
 def wants_lazy(context: dg.InputContext) -> bool:
     """Whether the input is typed ``pl.LazyFrame`` (the step reads only the rows and columns it
     collects: a large table never has to be whole in memory)."""
-    dagster_type = getattr(context, "dagster_type", None)
+    try:
+        dagster_type = context.dagster_type
+    except dg.DagsterInvariantViolationError:  # a context built by hand, without a type
+        return False
     return getattr(dagster_type, "typing_type", None) is pl.LazyFrame
 
 

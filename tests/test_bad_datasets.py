@@ -172,14 +172,17 @@ BATCH_ROWS = 128
 def batched_validation(run_config: dict | None) -> dict:
     """``run_config`` with every validating op set to ``BATCH_ROWS``-row batches."""
     ops = dict((run_config or {}).get("ops", {}))
-    for op in ("users_users_contract", "items_items_contract", "interactions_interactions_contract", "validation_report"):
+    for op in (
+        "users_users_contract",
+        "items_items_contract",
+        "interactions_interactions_contract",
+        "validation_report",
+    ):
         ops[op] = {"config": {"great_expectations": {"batch_rows": BATCH_ROWS}}}
     return {**(run_config or {}), "ops": ops}
 
 
-@pytest.mark.parametrize(
-    ("defect", "batched"), [(d, False) for d in BAD] + [(d, True) for d in ORIGINAL_SEVEN]
-)
+@pytest.mark.parametrize(("defect", "batched"), [(d, False) for d in BAD] + [(d, True) for d in ORIGINAL_SEVEN])
 def test_bad_dataset_fails_and_keeps_good_outputs(defect, batched, good_run, small_world, tmp_path, monkeypatch):
     _, storage = good_run
     before = published_files(storage)

@@ -156,7 +156,7 @@ def test_entry_point_naming_a_missing_attribute(fake_registry: PluginRegistry) -
 def test_class_lacking_the_required_method(fake_registry: PluginRegistry) -> None:
     error = error_of(fake_registry, "fake_abstract")
     assert "NoRank" in error
-    assert "lacks required method(s): rank" in error
+    assert "lacks required method(s): fit (or rank)" in error
 
 
 def test_class_not_subclassing_the_stage_base(fake_registry: PluginRegistry) -> None:
