@@ -24,6 +24,7 @@ import polars as pl
 from causalrec_assets.stages.effects.protocol import PairFeatures
 from causalrec_assets.variables import (
     AFFINITY,
+    ITEM_CELL,
     OUTCOME,
     POPULARITY,
     TOPIC,
@@ -200,6 +201,7 @@ class PairFeaturizer:
     pca_mean_: np.ndarray | None = field(default=None, init=False)
     pca_components_: np.ndarray | None = field(default=None, init=False)
     topics_: list[str] = field(default_factory=list, init=False)
+    cells_: list[str] = field(default_factory=list, init=False)
     affinity_: Affinity | None = field(default=None, init=False)
     history_: History | None = field(default=None, init=False)
     users_: pl.DataFrame | None = field(default=None, init=False)
@@ -232,6 +234,11 @@ class PairFeaturizer:
         if item_topics is not None and not item_topics.is_empty():
             self.topics_ = sorted(str(t) for t in item_topics[TOPIC].unique().to_list())
             coded = item_topics.select("item_id", category_codes(item_topics[TOPIC], self.topics_).alias(TOPIC))
+            item_frame = item_frame.join(coded, on="item_id", how="left", maintain_order="left")
+        self.cells_ = []
+        if item_topics is not None and ITEM_CELL in item_topics.columns and not item_topics.is_empty():
+            self.cells_ = sorted(str(c) for c in item_topics[ITEM_CELL].unique().to_list())
+            coded = item_topics.select("item_id", category_codes(item_topics[ITEM_CELL], self.cells_).alias(ITEM_CELL))
             item_frame = item_frame.join(coded, on="item_id", how="left", maintain_order="left")
         self.affinity_, self.pca_mean_, self.pca_components_ = None, None, None
         if item_embeddings is not None and not item_embeddings.is_empty():
@@ -319,8 +326,13 @@ class PairFeaturizer:
         return [TOPIC] if self.topics_ else []
 
     @property
+    def cell_columns(self) -> list[str]:
+        return [ITEM_CELL] if getattr(self, "cells_", None) else []  # featurizers pickled before 0.7 have none
+
+    @property
     def feature_names(self) -> list[str]:
-        names = [c for a in self.attributes_ for c in a.columns] + [POPULARITY] + self.topic_columns + self.text_columns
+        names = [c for a in self.attributes_ for c in a.columns] + [POPULARITY] + self.topic_columns
+        names += self.cell_columns + self.text_columns
         names += [AFFINITY, *self.taste_columns, HAS_TASTE] if self.affinity_ is not None else []
         return names + list(HISTORY)
 
@@ -357,6 +369,7 @@ class PairFeaturizer:
             extra += self.history_.transform(keys).get_columns()
         codes = {a.name: float(len(a.levels)) for a in self.attributes_ if a.levels is not None}
         codes |= {TOPIC: float(len(self.topics_))} if self.topics_ else {}
+        codes |= {ITEM_CELL: float(len(self.cells_))} if self.cell_columns else {}
         fills = {a.name: a.median for a in self.attributes_ if a.levels is None}  # an unknown user or item
         fills |= {f"{a.name}:missing": 1.0 for a in self.attributes_ if a.has_missing}
         frame = joined.with_columns(extra).select(

@@ -38,6 +38,7 @@ from causalrec_assets.contracts import attribute_columns
 TREATMENT = "exposure"
 OUTCOME = "outcome"
 TOPIC = "item_topic"
+ITEM_CELL = "item_cell"  # the item's fine cluster (``topics.py``): no variable of the graph
 POPULARITY = "item_popularity"
 AFFINITY = "affinity"
 MISSING = "missing"

@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from causalrec_assets.plugin_api import PluginConfig
 from causalrec_assets.stages.effects.protocol import EffectInputs
-from causalrec_assets.variables import TOPIC
+from causalrec_assets.variables import ITEM_CELL, TOPIC
 from causalrec_plugins.effects.crossfit import CrossFitted, DoublyRobustSums, cross_fit, doubly_robust_sums, user_folds
 from causalrec_plugins.effects.nuisance import (
     NUISANCE_HELP,
@@ -141,11 +141,13 @@ def effect_data(inputs: EffectInputs, adjust: list[str], cross: bool = True) -> 
 
 
 def user_cells(frame: pl.DataFrame, units: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Each row's user and (user, item topic) cell as codes 0..n-1 (the user alone where the
-    features have no topic); ``(None, None)`` without users."""
+    """Each row's user and (user, kind of item) cell as codes 0..n-1: the item's fine cluster
+    where the features carry one (``item_cell``: purer than its topic), else its topic, else
+    the user alone; ``(None, None)`` without users."""
     if units is None:
         return None, None
-    topics = frame[TOPIC].to_numpy() if TOPIC in frame.columns else np.zeros(len(units))
+    kind = next((c for c in (ITEM_CELL, TOPIC) if c in frame.columns), None)
+    topics = frame[kind].to_numpy() if kind else np.zeros(len(units))
     users = np.unique(units, return_inverse=True)[1].ravel().astype(np.int64)
     topic = np.unique(topics, return_inverse=True)[1].ravel().astype(np.int64)
     # one integer per (user, topic), ordered as the pairs are: the codes np.unique(axis=0) gives, 50x faster

@@ -27,12 +27,17 @@ StructureStageConfig = stage_config_class("structure")
 
 @dg.asset(group_name="structure", owners=OWNERS, kinds={"scikit-learn"})
 def item_topics(variable_settings: CausalVariablesResource, item_embeddings: pl.DataFrame) -> dg.Output:
-    """Clusters of the item embeddings: the ``item_topic`` variable."""
+    """Clusters of the item embeddings: the ``item_topic`` variable, and finer ``item_cell``s."""
     topics = cluster_topics(item_embeddings, k=variable_settings.n_topics or None, seed=variable_settings.seed)
     sizes = topics.group_by("item_topic").len().sort("item_topic")
     return dg.Output(
         topics,
-        metadata={**md.table_metadata(topics, preview=0), "topics": sizes.height, "sizes": md.table(sizes)},
+        metadata={
+            **md.table_metadata(topics, preview=0),
+            "topics": sizes.height,
+            "cells": topics["item_cell"].n_unique(),  # within_user's finer kinds of item
+            "sizes": md.table(sizes),
+        },
     )
 
 
