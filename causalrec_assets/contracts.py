@@ -4,7 +4,7 @@ and the ingest rules for legal but unusual data (README, "Data contract")."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import polars as pl
 
@@ -50,21 +50,26 @@ def test_rows(interactions: pl.DataFrame) -> pl.DataFrame:
     return with_default_split(interactions).filter(pl.col("split") == "test")
 
 
-def harmonise_id_types(users: pl.DataFrame, items: pl.DataFrame, interactions: pl.DataFrame):
-    """Make ``user_id`` / ``item_id`` the same dtype in every table.
+AnyFrame = pl.DataFrame | pl.LazyFrame
+Table = TypeVar("Table", pl.DataFrame, pl.LazyFrame)  # a rule returns the kind of frame it was given
+
+
+def harmonise_id_types(users: AnyFrame, items: AnyFrame, interactions: AnyFrame) -> tuple[AnyFrame, AnyFrame, AnyFrame]:
+    """Make ``user_id`` / ``item_id`` the same dtype in every table (eager or lazy).
 
     Ids keep their type when all tables agree (integers stay integers); otherwise all become
     strings, so joins never fail on a dtype mismatch.
     """
     for key, owner in (("user_id", "users"), ("item_id", "items")):
         tables = {"users": users, "items": items, "interactions": interactions}
-        dtypes = {t.schema[key] for name, t in tables.items() if key in t.columns}
+        schemas = {name: t.collect_schema() for name, t in tables.items()}
+        dtypes = {schema[key] for schema in schemas.values() if key in schema}
         if len(dtypes) > 1:
             if owner == "users":
                 users = users.with_columns(pl.col(key).cast(pl.String))
             else:
                 items = items.with_columns(pl.col(key).cast(pl.String))
-            if key in interactions.columns:
+            if key in schemas["interactions"]:
                 interactions = interactions.with_columns(pl.col(key).cast(pl.String))
     return users, items, interactions
 
@@ -97,29 +102,33 @@ def check_reserved_columns(users: pl.DataFrame, items: pl.DataFrame) -> None:
             )
 
 
-def parse_timestamps(interactions: pl.DataFrame, log: Log) -> pl.DataFrame:
+def parse_timestamps(interactions: Table, log: Log) -> Table:
     """ISO-8601 text timestamps become the canonical datetime; integers too wide for Arrow's
-    pandas bridge (Int128) become floats, so the validate stage can report them as out of range."""
-    if "timestamp" not in interactions.columns:
+    pandas bridge (Int128) become floats, so the validate stage can report them as out of range.
+    A lazy log stays lazy: the text is checked in one streaming pass."""
+    schema = interactions.collect_schema()
+    if "timestamp" not in schema:
         return interactions
-    ts = interactions["timestamp"]
-    if ts.dtype == pl.Int128 or ts.dtype == pl.UInt128:
+    dtype, ts = schema["timestamp"], pl.col("timestamp")
+    if dtype == pl.Int128 or dtype == pl.UInt128:
         return interactions.with_columns(ts.cast(pl.Float64))
-    if isinstance(ts.dtype, pl.Datetime) and ts.dtype.time_zone is not None:
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
         return interactions.with_columns(ts.dt.convert_time_zone("UTC").dt.replace_time_zone(None))
-    if ts.dtype != pl.String:
+    if dtype != pl.String:
         return interactions
-    parsed = ts.str.strip_chars().str.to_datetime(time_unit="us", strict=False, ambiguous="earliest")
-    if isinstance(parsed.dtype, pl.Datetime) and parsed.dtype.time_zone is not None:
-        parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-    bad = ts.filter(parsed.is_null() & ts.is_not_null())
-    if bad.len():
+    # offsets converted to UTC, naive text read as UTC: one dtype however the text is written
+    parsed = ts.str.strip_chars().str.to_datetime(time_unit="us", time_zone="UTC", strict=False, ambiguous="earliest")
+    bad = parsed.is_null() & ts.is_not_null()
+    lazy = interactions.lazy()
+    n_bad, n_rows = lazy.select(bad.sum(), pl.len()).collect(engine="streaming").row(0)
+    if n_bad:
+        sample = lazy.filter(bad).select(ts).head(SAMPLE).collect()["timestamp"].to_list()
         raise DataContractError(
-            f"interactions.timestamp: {bad.len()} of {ts.len()} row(s) are not ISO-8601 datetimes"
-            f" (text timestamps must all be; numbers are seconds since 1970), e.g. {bad.head(SAMPLE).to_list()!r}"
+            f"interactions.timestamp: {n_bad} of {n_rows} row(s) are not ISO-8601 datetimes"
+            f" (text timestamps must all be; numbers are seconds since 1970), e.g. {sample!r}"
         )
-    log.info("interactions.timestamp: %d ISO-8601 text value(s) parsed as datetimes (UTC)", ts.len())
-    return interactions.with_columns(parsed.alias("timestamp"))
+    log.info("interactions.timestamp: %d ISO-8601 text value(s) parsed as datetimes (UTC)", n_rows)
+    return interactions.with_columns(parsed.dt.replace_time_zone(None).alias("timestamp"))
 
 
 def cap_texts(items: pl.DataFrame, max_chars: int, log: Log) -> pl.DataFrame:
@@ -143,11 +152,19 @@ def cap_texts(items: pl.DataFrame, max_chars: int, log: Log) -> pl.DataFrame:
     return items
 
 
-def one_row_per_pair(interactions: pl.DataFrame, log: Log) -> pl.DataFrame:
+def one_row_per_pair(interactions: Table, log: Log) -> Table:
     """Rows repeating a (user_id, item_id) within a split keep only the latest one (by
-    ``timestamp``, else the last in file order), with a warning naming how many and a sample."""
-    keys = [c for c in ("user_id", "item_id", "split") if c in interactions.columns]
-    if not {"user_id", "item_id"} <= set(keys) or interactions.is_empty():
+    ``timestamp``, else the last in file order), with a warning naming how many and a sample.
+    A lazy log is searched for repeats in one streaming pass and collected only if it has some."""
+    keys = [c for c in ("user_id", "item_id", "split") if c in interactions.collect_schema()]
+    if not {"user_id", "item_id"} <= set(keys):
+        return interactions
+    if isinstance(interactions, pl.LazyFrame):
+        counts = interactions.group_by(keys).len().filter(pl.col("len") > 1).select(pl.len())
+        if not counts.collect(engine="streaming").item():
+            return interactions
+        return one_row_per_pair(interactions.collect(), log).lazy()
+    if interactions.is_empty():
         return interactions
     repeated = interactions.select(pl.struct(keys).is_duplicated()).to_series()
     if not repeated.any():

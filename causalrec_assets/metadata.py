@@ -110,11 +110,22 @@ def table_metadata(frame: pl.DataFrame, preview: int = 5) -> dict[str, Any]:
     return meta
 
 
-def interaction_metadata(interactions: pl.DataFrame) -> dict[str, Any]:
-    meta = table_metadata(interactions)
-    if "split" in interactions.columns:
-        for split, n in interactions.group_by("split").len().iter_rows():
-            meta[f"rows_{split}"] = n
-    if "exposure" in interactions.columns and interactions.schema["exposure"].is_numeric():
-        meta["exposure_rate"] = rounded(float(interactions["exposure"].mean() or 0.0))
+def interaction_metadata(interactions: pl.DataFrame | pl.LazyFrame) -> dict[str, Any]:
+    """Rows, schema, preview, rows per split and the exposure rate; of a lazy log in one
+    streaming pass (nothing but the preview is held)."""
+    lazy, schema = interactions.lazy(), interactions.collect_schema()
+    head = lazy.head(5).collect()
+    meta: dict[str, Any] = {"dagster/column_schema": column_schema(head), "preview": table(head, 5)}
+    stats = [pl.len().alias("rows")]
+    exposure = "exposure" in schema and schema["exposure"].is_numeric()
+    if exposure:
+        stats += [pl.col("exposure").cast(pl.Float64).sum().alias("exposed"), pl.col("exposure").count().alias("n")]
+    splits = ["split"] if "split" in schema else []
+    parts = (lazy.group_by(splits).agg(stats) if splits else lazy.select(stats)).collect(engine="streaming")
+    meta["dagster/row_count"] = int(parts["rows"].sum())
+    for split, n in parts.sort("split").select("split", "rows").iter_rows() if splits else ():
+        meta[f"rows_{split}"] = n
+    if exposure:
+        n = int(parts["n"].sum())
+        meta["exposure_rate"] = rounded(float(parts["exposed"].sum()) / n if n else 0.0)
     return meta

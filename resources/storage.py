@@ -68,6 +68,15 @@ def wants_lazy(context: dg.InputContext) -> bool:
     return getattr(dagster_type, "typing_type", None) is pl.LazyFrame
 
 
+def sink_table(frame: pl.LazyFrame, path: UPath, name: str) -> None:
+    """Run a lazy table into a Parquet file with the streaming engine; a source that fails to
+    read on the way (a damaged row group, a CSV row of the wrong type) names the asset."""
+    try:
+        frame.sink_parquet(str(path.path) if path.protocol in ("", "file") else path)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as err:
+        raise ValueError(f"{name}: its source could not be read to the end while it was written: {err}") from None
+
+
 def _pickle_into(obj: Any, path: UPath) -> None:
     with path.open("wb") as sink:
         pickle.dump(obj, sink, protocol=pickle.HIGHEST_PROTOCOL)
@@ -134,8 +143,10 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
             _atomic_write(path, lambda p: _pickle_into(obj, p))
         elif isinstance(obj, pl.DataFrame) and path.suffix == ".parquet":
             _atomic_write(path, lambda p: obj.write_parquet(str(p.path) if p.protocol in ("", "file") else p))
+        elif isinstance(obj, pl.LazyFrame) and path.suffix == ".parquet":  # streamed: never whole in memory
+            _atomic_write(path, lambda p: sink_table(obj, p, path.stem))
         else:
-            expected = "a dict (stored as JSON)" if path.suffix == ".json" else "a polars DataFrame (stored as Parquet)"
+            expected = "a dict (stored as JSON)" if path.suffix == ".json" else "a polars (Lazy)DataFrame (Parquet)"
             raise TypeError(
                 f"asset {path.stem!r} must be {expected}, got {type(obj).__name__}; documents are stored as JSON "
                 f"only for the assets {sorted(JSON_ASSETS)}"
@@ -186,6 +197,8 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
         return value
 
     def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
+        if isinstance(obj, pl.LazyFrame):  # its producer counted it in its streaming pass
+            return {"columns": ", ".join(obj.collect_schema().names())}
         if isinstance(obj, pl.DataFrame):
             return {"dagster/row_count": obj.height, "columns": ", ".join(obj.columns)}
         return {}

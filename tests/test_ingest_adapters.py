@@ -47,7 +47,24 @@ def write_tables(directory: Path, fmt: str, tables: dict[str, pl.DataFrame] | No
 
 
 def load_canonical(directory: Path):
-    return CanonicalIngest(CanonicalIngest.Config(path=str(directory))).load(PluginContext())
+    """The canonical plugin's dataset with its log collected (the plugin returns it as a scan)."""
+    data = CanonicalIngest(CanonicalIngest.Config(path=str(directory))).load(PluginContext())
+    data.interactions = data.interactions.collect()
+    return data
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_canonical_scans_the_log_out_of_core(tmp_path: Path, fmt: str) -> None:
+    write_tables(tmp_path, fmt)
+    data = CanonicalIngest(CanonicalIngest.Config(path=str(tmp_path))).load(PluginContext())
+    assert isinstance(data.interactions, pl.LazyFrame) and isinstance(data.users, pl.DataFrame)
+
+
+def test_canonical_corrupt_log_is_refused_before_it_is_scanned(tmp_path: Path) -> None:
+    write_tables(tmp_path, "parquet")
+    (tmp_path / "interactions.parquet").write_bytes(b"PAR1 definitely not parquet PAR1")
+    with pytest.raises(DataContractError, match=r"interactions.*interactions\.parquet"):
+        CanonicalIngest(CanonicalIngest.Config(path=str(tmp_path))).load(PluginContext())
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

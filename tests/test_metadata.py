@@ -46,6 +46,18 @@ def test_a_table_asset_has_its_column_schema_and_a_rounded_preview() -> None:
     assert "preview" not in md.table_metadata(frame, preview=0)
 
 
+def test_a_scanned_log_has_the_metadata_of_the_same_log_in_memory(tmp_path) -> None:
+    log = pl.DataFrame(
+        {"user_id": [1, 1, 2, 3], "item_id": [1, 2, 1, 3], "exposure": [1, 0, 1, 1], "split": ["train"] * 3 + ["test"]}
+    )
+    log.write_parquet(tmp_path / "log.parquet")
+    scanned = md.interaction_metadata(pl.scan_parquet(tmp_path / "log.parquet"))
+    eager = md.interaction_metadata(log)
+    assert scanned == eager
+    figures = ("dagster/row_count", "rows_train", "rows_test", "exposure_rate")
+    assert [eager[f] for f in figures] == [4, 3, 1, 0.75]
+
+
 def test_plugin_metadata_names_the_distribution_and_version() -> None:
     meta = md.plugin_metadata("ranking", "popularity")
     assert meta["plugin"] == "popularity" and meta["plugin_version"] not in ("", "unknown")

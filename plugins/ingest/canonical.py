@@ -13,12 +13,13 @@ from pydantic import Field
 from causalrec_assets.contracts import TABLES, DataContractError, harmonise_id_types
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
 from causalrec_assets.stages.ingest.protocol import Dataset, IngestPlugin
-from causalrec_plugins.ingest.readers import find_table, read_table, resolve_dir, table_candidates
+from causalrec_plugins.ingest.readers import find_table, read_table, resolve_dir, scan_table, table_candidates
 
 
 class CanonicalIngest(IngestPlugin):
     """Reads each table from ``NAME.parquet`` (preferred), ``NAME.csv``, or a folder ``NAME/`` of
-    such files (e.g. one per day of interactions) with Polars."""
+    such files (e.g. one per day of interactions) with Polars; the interactions as a lazy scan
+    (plugin API 1.5), which the ingest stage streams into storage."""
 
     class Config(PluginConfig):
         path: str = Field(
@@ -29,13 +30,17 @@ class CanonicalIngest(IngestPlugin):
 
     def load(self, context: PluginContext) -> Dataset:
         directory = resolve_dir(self.config.path, "canonical")
-        frames: dict[str, pl.DataFrame] = {}
+        frames: dict[str, pl.DataFrame | pl.LazyFrame] = {}
         for table in TABLES:
             path = find_table(directory, table)
             if path is None:
                 tried = ", ".join(p.name for p in table_candidates(directory, table))
                 raise DataContractError(f"{table}: no table file in {directory} (tried {tried})")
-            frames[table] = read_table(path, table)
-            context.log.info("%s: %d rows from %s", table, frames[table].height, path)
+            if table == "interactions":
+                frames[table] = scan_table(path, table)
+                context.log.info("%s: scanning %s", table, path)
+            else:
+                frames[table] = read_table(path, table)
+                context.log.info("%s: %d rows from %s", table, frames[table].height, path)
         users, items, interactions = harmonise_id_types(frames["users"], frames["items"], frames["interactions"])
         return Dataset(users=users, items=items, interactions=interactions, name=directory.name)

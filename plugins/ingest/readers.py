@@ -74,6 +74,28 @@ def read_table(path: Path, table: str) -> pl.DataFrame:
     return read_parquet_table(path, table) if path.suffix == ".parquet" else read_csv_table(path, table)
 
 
+def scan_table(path: Path, table: str) -> pl.LazyFrame:
+    """A canonical table as a lazy scan (out of core: the ingest stage streams it through its
+    rules into storage, never whole in memory); its schema is read now, so an unreadable file
+    fails here with the table and file named, as ``read_table`` would."""
+    if path.is_dir():
+        parts = [scan_table(part, table) for part in part_files(path)]
+        return pl.concat(parts, how="diagonal_relaxed") if parts else pl.LazyFrame()
+    if path.suffix == ".csv":
+        check_utf8(path, table)
+        scan, kind = pl.scan_csv(path, infer_schema_length=None), "CSV"
+    else:
+        scan, kind = pl.scan_parquet(path), "Parquet"
+    try:
+        schema = scan.collect_schema()
+    except pl.exceptions.NoDataError:
+        raise DataContractError(f"{table}: {path} is empty (not even a header row)") from None
+    except _READ_ERRORS as err:
+        raise DataContractError(f"{table}: {path} could not be read as {kind}: {err}") from None
+    # the types inferred once from every row: a scan left to infer them reads the file again each pass
+    return pl.scan_csv(path, schema=schema) if kind == "CSV" else scan
+
+
 def require_file(directory: Path, filename: str, table: str) -> Path:
     """``directory / filename``, or a contract error naming the table that needs it."""
     path = directory / filename

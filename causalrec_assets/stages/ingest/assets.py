@@ -71,9 +71,10 @@ def load_dataset(context, config) -> tuple[Dataset, dict]:
     return data, source
 
 
-def normalise(data: Dataset, log: Log) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def normalise(data: Dataset, log: Log) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | pl.LazyFrame]:
     """Every plugin's tables under the contract's ingest rules (README, "Data contract"): reserved
-    names refused, ids of one type, ISO timestamps parsed, texts capped, one row per pair."""
+    names refused, ids of one type, ISO timestamps parsed, texts capped, one row per pair. A lazy
+    log stays lazy (the IO manager streams it into storage)."""
     check_reserved_columns(data.users, data.items)
     users, items, interactions = harmonise_id_types(data.users, data.items, data.interactions)
     items = cap_texts(items, current_settings().max_text_chars, log)
@@ -90,7 +91,7 @@ def table_outputs(data: Dataset, source: dict) -> Iterator[dg.Output]:
 
 
 def dataset_outputs(data: Dataset, source: dict) -> Iterator[dg.Output]:
-    """Every table of an unpartitioned dataset, the log included."""
+    """Every table of an unpartitioned dataset, the log included (a lazy log is written streaming)."""
     yield from table_outputs(data, source)
     log = data.interactions
     yield dg.Output(log, "interactions", metadata={**source, **md.interaction_metadata(log)})
@@ -125,7 +126,8 @@ def build_ingest_assets(daily: bool) -> list[dg.AssetsDefinition]:
     def interactions(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
         """Days of the log (the run's partition keys; a backfill reads the dataset once)."""
         data, source = load_dataset(context, config)
-        days = {day: rows_of_day(data.interactions, day) for day in context.partition_keys}
+        log = data.interactions.collect() if isinstance(data.interactions, pl.LazyFrame) else data.interactions
+        days = {day: rows_of_day(log, day) for day in context.partition_keys}
         rows = pl.concat(list(days.values()))
         metadata = {**source, "days": ", ".join(days), **md.interaction_metadata(rows)}
         return dg.Output(days if len(days) > 1 else rows, metadata=metadata)

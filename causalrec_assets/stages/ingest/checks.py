@@ -74,9 +74,14 @@ def run(kit: Kit) -> Dataset:
     return kit.call("load()", lambda: plugin.load(kit.context()))
 
 
+def eager(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """A table a plugin returned, collected where it is a scan (plugin API 1.5)."""
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+
+
 def same(a: Dataset, b: Dataset) -> str | None:
     for name in REQUIRED_COLUMNS:
-        if not getattr(a, name).equals(getattr(b, name)):
+        if not eager(getattr(a, name)).equals(eager(getattr(b, name))):
             return f"the {name} tables"
     return None
 
@@ -87,7 +92,7 @@ def tables(kit: Kit, dtypes: bool = False) -> dict[str, pl.DataFrame]:
     if not isinstance(data, Dataset):
         fail(f"load() must return causalrec_assets.plugin_api.Dataset, got {type(data).__name__}")
     return {
-        t: check_frame(getattr(data, t), t, cols, exact=False, dtypes=DTYPES[t] if dtypes else None)
+        t: check_frame(eager(getattr(data, t)), t, cols, exact=False, dtypes=DTYPES[t] if dtypes else None)
         for t, cols in REQUIRED_COLUMNS.items()
     }
 

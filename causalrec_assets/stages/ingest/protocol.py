@@ -13,11 +13,14 @@ from causalrec_assets.plugin_api import Plugin, PluginContext
 
 @dataclass
 class Dataset:
-    """The three canonical tables (docs/plugins.md, "ingest") and, for simulated worlds, their truth."""
+    """The three canonical tables (docs/plugins.md, "ingest") and, for simulated worlds, their truth.
+
+    Since plugin API 1.5 ``interactions`` may be a ``pl.LazyFrame`` (a scan): the stage then
+    applies the ingest rules and writes the log to storage streaming, never whole in memory."""
 
     users: pl.DataFrame
     items: pl.DataFrame
-    interactions: pl.DataFrame
+    interactions: pl.DataFrame | pl.LazyFrame
     truth: GroundTruth | None = None
     name: str = "dataset"
 
