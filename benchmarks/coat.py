@@ -35,7 +35,8 @@ import polars as pl
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-RANKING_ASSETS = ("recommendations", "test_scores", "evaluation")
+# published_snapshot too: a run's outputs reach the storage only when it publishes them
+RANKING_ASSETS = ("recommendations", "test_scores", "evaluation", "published_snapshot")
 
 METHODS: dict[str, dict] = {
     "popularity": {"plugin": "popularity"},
