@@ -146,7 +146,8 @@ class PolarsJsonUPathIOManager(dg.UPathIOManager):
         elif isinstance(obj, pl.LazyFrame) and path.suffix == ".parquet":  # streamed: never whole in memory
             _atomic_write(path, lambda p: sink_table(obj, p, path.stem))
         else:
-            expected = "a dict (stored as JSON)" if path.suffix == ".json" else "a polars (Lazy)DataFrame (Parquet)"
+            table = "a polars DataFrame or LazyFrame (stored as Parquet)"
+            expected = "a dict (stored as JSON)" if path.suffix == ".json" else table
             raise TypeError(
                 f"asset {path.stem!r} must be {expected}, got {type(obj).__name__}; documents are stored as JSON "
                 f"only for the assets {sorted(JSON_ASSETS)}"

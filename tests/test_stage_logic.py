@@ -785,7 +785,7 @@ def test_io_manager_rejects_other_objects(tmp_path: Path) -> None:
     def not_a_table() -> list:
         return [1, 2, 3]
 
-    with pytest.raises(TypeError, match="must be a polars DataFrame .stored as Parquet., got list"):
+    with pytest.raises(TypeError, match="must be a polars DataFrame or LazyFrame .stored as Parquet., got list"):
         dg.materialize([not_a_table], resources={"io_manager": CausalrecIOManager(base_dir=str(tmp_path))})
     assert published_files(tmp_path) == {}
 
