@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from causalrec_assets.partitions import day_fingerprints, interaction_days
 from causalrec_resources.settings import CausalrecSettings, current_settings
@@ -136,10 +135,10 @@ def dataset_sensor(
 def load_interactions(data: str = ""):
     """The interactions of the dataset ``data`` (empty: CAUSALREC_DATA), read by the ``auto`` ingest
     plugin, as one table (a plugin may give a scan)."""
+    from causalrec_assets.contracts import collected
     from causalrec_assets.plugin_api import PluginContext
     from causalrec_assets.stage_config import plugin_from_config, stage_config_class
 
     config = stage_config_class("ingest")(plugin="auto", auto={"data": data})
     plugin = plugin_from_config("ingest", config)
-    interactions = plugin.load(PluginContext()).interactions
-    return interactions.collect() if isinstance(interactions, pl.LazyFrame) else interactions
+    return collected(plugin.load(PluginContext()).interactions)

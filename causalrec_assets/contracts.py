@@ -54,6 +54,11 @@ AnyFrame = pl.DataFrame | pl.LazyFrame
 Table = TypeVar("Table", pl.DataFrame, pl.LazyFrame)  # a rule returns the kind of frame it was given
 
 
+def collected(frame: AnyFrame) -> pl.DataFrame:
+    """A table a plugin gave, in memory: a scan (plugin API 1.5) is collected, a frame returned as is."""
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+
+
 def harmonise_id_types(users: AnyFrame, items: AnyFrame, interactions: AnyFrame) -> tuple[AnyFrame, AnyFrame, AnyFrame]:
     """Make ``user_id`` / ``item_id`` the same dtype in every table (eager or lazy).
 

@@ -15,6 +15,7 @@ from causalrec_assets.contracts import (
     Log,
     cap_texts,
     check_reserved_columns,
+    collected,
     harmonise_id_types,
     one_row_per_pair,
     parse_timestamps,
@@ -126,7 +127,7 @@ def build_ingest_assets(daily: bool) -> list[dg.AssetsDefinition]:
     def interactions(context: dg.AssetExecutionContext, config: IngestStageConfig):  # type: ignore[valid-type]
         """Days of the log (the run's partition keys; a backfill reads the dataset once)."""
         data, source = load_dataset(context, config)
-        log = data.interactions.collect() if isinstance(data.interactions, pl.LazyFrame) else data.interactions
+        log = collected(data.interactions)
         days = {day: rows_of_day(log, day) for day in context.partition_keys}
         rows = pl.concat(list(days.values()))
         metadata = {**source, "days": ", ".join(days), **md.interaction_metadata(rows)}
@@ -140,10 +141,8 @@ TABLES = ("users", "items", "interactions")
 
 def as_polars(table: object, name: str) -> pl.DataFrame:
     """A table another asset produced (polars, a lazy frame, pandas or Arrow) as a polars DataFrame."""
-    if isinstance(table, pl.LazyFrame):
-        return table.collect()
-    if isinstance(table, pl.DataFrame):
-        return table
+    if isinstance(table, pl.LazyFrame | pl.DataFrame):
+        return collected(table)
     module = type(table).__module__.split(".")[0]
     if module == "pandas":
         return pl.from_pandas(table)  # type: ignore[arg-type]

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import polars as pl
 
-from causalrec_assets.contracts import KEY_COLUMNS, REQUIRED_COLUMNS, SPLITS, harmonise_id_types, train_rows
+from causalrec_assets.contracts import (
+    KEY_COLUMNS,
+    REQUIRED_COLUMNS,
+    SPLITS,
+    collected,
+    harmonise_id_types,
+    train_rows,
+)
 from causalrec_assets.plugin_api import PluginConfig
 from causalrec_assets.stages.conformance import (
     CheckSkipped,
@@ -74,14 +81,9 @@ def run(kit: Kit) -> Dataset:
     return kit.call("load()", lambda: plugin.load(kit.context()))
 
 
-def eager(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """A table a plugin returned, collected where it is a scan (plugin API 1.5)."""
-    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-
-
 def same(a: Dataset, b: Dataset) -> str | None:
     for name in REQUIRED_COLUMNS:
-        if not eager(getattr(a, name)).equals(eager(getattr(b, name))):
+        if not collected(getattr(a, name)).equals(collected(getattr(b, name))):
             return f"the {name} tables"
     return None
 
@@ -92,7 +94,7 @@ def tables(kit: Kit, dtypes: bool = False) -> dict[str, pl.DataFrame]:
     if not isinstance(data, Dataset):
         fail(f"load() must return causalrec_assets.plugin_api.Dataset, got {type(data).__name__}")
     return {
-        t: check_frame(eager(getattr(data, t)), t, cols, exact=False, dtypes=DTYPES[t] if dtypes else None)
+        t: check_frame(collected(getattr(data, t)), t, cols, exact=False, dtypes=DTYPES[t] if dtypes else None)
         for t, cols in REQUIRED_COLUMNS.items()
     }
 
