@@ -98,6 +98,7 @@ def stage_assets(
             effects.treatment_effects,
             ranking.ranking,
             ranking.evaluation,
+            ranking.policy_value,
         ],
         sources=INGESTED,
     )

@@ -32,6 +32,8 @@ def summarise(root: Path, users: int = 3) -> str:
         lines.append(f"why {head['estimator']}: {facts['headline_reason']}")
     if "refuted" in facts:
         lines.append(f"refuted by the checks: {facts['refuted']}")
+    if "sensitivity" in facts:
+        lines.append(f"sensitivity (robustness {facts.get('robustness', '?')}): {facts['sensitivity']}")
     graph = json.loads((root / "causal_graph.json").read_text())
     lines += ["", f"causal graph: {len(graph['edges'])} edges; adjustment set: {graph.get('adjustment_set')}"]
     recs = pl.read_parquet(root / "recommendations.parquet")
@@ -60,7 +62,43 @@ def summarise(root: Path, users: int = 3) -> str:
             "evaluation on the randomized test slice: "
             + ", ".join(f"{m}={v:.4f}" for m, v in metrics.iter_rows() if m != "test_rows"),
         ]
+    lines += policy_value_lines(root)
     return "\n".join(lines)
+
+
+def policy_value_lines(root: Path) -> list[str]:
+    """The doubly robust value of each policy's lists (``policy_value``), beside the truth where
+    the simulator knows it (recomputed here from ``true_uplift``: the asset does not read it)."""
+    path = root / "policy_value.parquet"
+    if not path.exists():
+        return []
+    values = pl.read_parquet(path)
+    if values.is_empty():
+        return []
+    truth_file = root / "true_uplift.parquet"
+    if truth_file.exists():
+        from causalrec_toolkit import value_of_lists
+
+        from causalrec_assets.variables import binarise_threshold
+
+        interactions = pl.read_parquet(root / "interactions.parquet")
+        values = value_of_lists(
+            interactions,
+            pl.read_parquet(root / "test_scores.parquet"),
+            int(values["k"][0]),
+            binarise_threshold(interactions["outcome"]),
+            truth=pl.read_parquet(truth_file),
+        )
+    lines = ["", f"value of each policy's top-{values['k'][0]} lists of the randomized slice (doubly robust, 95% CI):"]
+    for measure, label in (("outcome", "outcome rate if shown"), ("uplift", "uplift (what showing adds)")):
+        rows = values.filter((pl.col("estimator") == "dr") & (pl.col("measure") == measure))
+        parts = []
+        for row in rows.iter_rows(named=True):
+            true = f" true {row['true_value']:.4f}" if row["true_value"] is not None else ""
+            parts.append(f"{row['policy']} {row['value']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]{true}")
+        if parts:
+            lines.append(f"  {label}: " + "; ".join(parts))
+    return lines
 
 
 def effects_metadata() -> dict[str, str]:

@@ -27,7 +27,8 @@ EXAMPLE = REPO / "examples" / "two_pipelines"
 DG = str(Path(sys.executable).with_name("dg"))
 STAGE_ASSETS = {
     "users", "items", "interactions", "validation_report", "item_embeddings", "user_embeddings", "causal_graph",
-    "bayesian_network", "treatment_effects", "recommendations", "test_scores", "evaluation", "published_snapshot",
+    "bayesian_network", "treatment_effects", "recommendations", "test_scores", "evaluation", "policy_value",
+    "published_snapshot",
 }  # fmt: skip
 
 

@@ -28,6 +28,7 @@ EXPECTED_COLUMNS = {
 STAGE_ASSETS = [
     "users", "items", "interactions", "validation_report", "item_embeddings", "user_embeddings",
     "causal_graph", "bayesian_network", "treatment_effects", "recommendations", "test_scores", "evaluation",
+    "policy_value",
 ]  # fmt: skip
 
 
@@ -125,3 +126,18 @@ def test_recommendations_capture_the_true_uplift_and_popularity_does_not(cli_run
     assert result.success
     popularity = _capture(cli_run)
     assert popularity < causal - 0.15, (popularity, causal)
+
+
+def test_the_summary_reports_sensitivity_and_the_value_of_each_policys_lists(cli_run: Path, monkeypatch):
+    """``make run``'s summary: the headline's sensitivity sentence (read from the instance) and
+    the doubly robust value of the lists beside the simulator's truth; the uplift ranking's lists
+    add more than popularity's."""
+    from causalrec_assets.summary import summarise
+
+    monkeypatch.setenv("DAGSTER_HOME", str(cli_run.parent / "home"))
+    text = summarise(cli_run)
+    assert "sensitivity (robustness" in text and "The randomized slice shows no confounding" in text, text
+    assert "value of each policy's top-5 lists" in text and " true " in text, text
+    values = pl.read_parquet(cli_run / "policy_value.parquet").filter(pl.col("estimator") == "dr")
+    uplift = dict(values.filter(pl.col("measure") == "uplift").select("policy", "value").iter_rows())
+    assert uplift["ranking"] > uplift["popularity"] + 0.03, uplift

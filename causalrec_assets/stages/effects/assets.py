@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+from causalrec_toolkit import Sensitivity, sensitivity
 from pydantic import Field
 
 from causalrec_assets import metadata as md
@@ -105,6 +106,20 @@ def known_true_ate(context: dg.AssetExecutionContext) -> float | None:
     return float(value.value) if value is not None and isinstance(value.value, int | float) else None
 
 
+def headline_sensitivity(head: dict[str, Any], inputs: EffectInputs) -> Sensitivity:
+    """The headline's E-values, benchmarked by the randomized slice where there is one."""
+    features = inputs.features
+    assert features is not None, "the sensitivity needs the training pairs' features"
+    _, t, y = features.arrays([])
+    unexposed = y[t == 0]
+    baseline = float(unexposed.mean()) if unexposed.size else float("nan")
+    sd = None if features.binary_outcome else float(y.std())
+    slice_effect = slice_se = None
+    if inputs.test is not None:
+        slice_effect, slice_se, _, _ = inputs.test.difference_in_means()
+    return sensitivity(head["estimate"], head["ci_low"], head["ci_high"], baseline, sd, slice_effect, slice_se)
+
+
 @dg.asset(group_name="effects", owners=OWNERS, kinds={"econml", "pgmpy"}, check_specs=REFUTATION_SPECS)
 def treatment_effects(
     context: dg.AssetExecutionContext,
@@ -145,6 +160,8 @@ def treatment_effects(
         head = ates.row(0, named=True)
         meta |= md.effect_metadata(head["estimate"], head["ci_low"], head["ci_high"], known_true_ate(context))
         meta["headline_estimator"] = head["estimator"]
+        if inputs.features is not None:
+            meta |= headline_sensitivity(head, inputs).metadata()
     meta |= md.plugin_metadata("effects", config.plugin)  # type: ignore[attr-defined]
     meta |= {
         **diagnostics,

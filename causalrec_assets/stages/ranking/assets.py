@@ -5,6 +5,8 @@ import time
 
 import dagster as dg
 import polars as pl
+from causalrec_toolkit import policy_value_plot, value_of_lists
+from pydantic import Field
 
 from causalrec_assets import metadata as md
 from causalrec_assets.contracts import with_default_split
@@ -16,6 +18,7 @@ from causalrec_assets.stages.effects.assets import REFUTED
 from causalrec_assets.stages.ranking.batches import rank_with
 from causalrec_assets.stages.ranking.inputs import ranking_inputs
 from causalrec_assets.stages.ranking.protocol import RankingPlugin
+from causalrec_assets.variables import binarise_threshold
 from causalrec_resources.compute import ComputeResource
 
 RankingStageConfig = stage_config_class("ranking")
@@ -125,3 +128,59 @@ def evaluation(interactions: pl.DataFrame, test_scores: pl.DataFrame) -> dg.Outp
     meta |= {r["metric"]: md.rounded(float(r["value"])) for r in table.iter_rows(named=True) if r["value"] is not None}
     meta |= md.table_metadata(table, preview=0)
     return dg.Output(table, metadata=meta)
+
+
+class PolicyValueConfig(dg.Config):
+    """How long a list the policies are valued at."""
+
+    k: int = Field(default=5, ge=1, description="Pairs each policy lists from a user's randomized slice pairs.")
+
+
+@dg.asset(group_name="ranking", owners=OWNERS, kinds={"scikit-learn"})
+def policy_value(config: PolicyValueConfig, interactions: pl.DataFrame, test_scores: pl.DataFrame) -> dg.Output:
+    """What each ranking policy's top-K list would earn, off-policy from the randomized slice: the
+    ranking's list of each user's slice pairs beside popularity's, the logging policy's and a
+    random list's; the outcome rate of a listed pair if shown and (both arms tested) what showing
+    it adds; IPS, self-normalised IPS, the direct method and doubly robust, 95% intervals
+    clustered by user (``causalrec_toolkit.policy``)."""
+    interactions = with_default_split(interactions)
+    start = time.perf_counter()
+    threshold = binarise_threshold(interactions["outcome"])
+    table = value_of_lists(interactions, test_scores, config.k, threshold)
+    meta: dict = {"k": config.k, "seconds": md.rounded(time.perf_counter() - start)}
+    if table.is_empty():
+        meta["note"] = "no split = test rows: no list can be valued off-policy without a randomized slice"
+        return dg.Output(table, metadata=meta)
+    dr = table.filter(pl.col("estimator") == "dr")
+    for row in dr.iter_rows(named=True):
+        meta[f"{row['policy']}_{row['measure']}_dr"] = md.rounded(row["value"])
+    meta["summary"] = value_sentence(table)
+    picture = policy_value_plot(table)
+    if picture is not None:
+        meta["plot"] = dg.MetadataValue.md(
+            f"![policy value](data:image/png;base64,{base64.b64encode(picture).decode()})"
+        )
+    meta["table"] = md.table(table.drop("true_value"), rows=40)
+    return dg.Output(table, metadata=meta)
+
+
+def value_sentence(table: pl.DataFrame) -> str:
+    """The ranking's doubly robust list value against the best baseline's, in one sentence."""
+    dr = table.filter(pl.col("estimator") == "dr")
+    measure = "uplift" if "uplift" in dr["measure"].to_list() else "outcome"
+    rows = {r["policy"]: r for r in dr.filter(pl.col("measure") == measure).iter_rows(named=True)}
+    ours = rows.get("ranking")
+    if ours is None:
+        return "no ranking scores on the slice"
+    others = [r for name, r in rows.items() if name != "ranking"]
+    best = max(others, key=lambda r: r["value"]) if others else None
+    what = "uplift per listed pair" if measure == "uplift" else "outcome rate per listed pair"
+    text = f"the ranking's top-{ours['k']} lists: {what} {estimate_text(ours)}"
+    if best is not None:
+        text += f"; best baseline ({best['policy']}): {estimate_text(best)}"
+    return text
+
+
+def estimate_text(row: dict) -> str:
+    """``+0.1234 [+0.1000, +0.1468]``: a value and its 95% interval."""
+    return f"{row['value']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
