@@ -91,6 +91,11 @@ class ScoringRanker(Ranker):
     def score(self, pairs: pl.DataFrame) -> pl.DataFrame:
         return pairs.select("user_id", "item_id").with_columns(scores_of(self.scorer, pairs).alias("score"))
 
+    def explain(self, recommendations: pl.DataFrame) -> pl.DataFrame | None:
+        """The scorer's explanation where it has one (an ``explain`` method, as ``Ranker.explain``)."""
+        explain = getattr(self.scorer, "explain", None)
+        return explain(recommendations) if callable(explain) else None
+
 
 @dataclass
 class ScoredRanker(ScoringRanker):

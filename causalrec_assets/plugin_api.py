@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 import dagster as dg
 
-PLUGIN_API_VERSION = "1.5"
+PLUGIN_API_VERSION = "1.6"
 
 STAGES: tuple[str, ...] = ("ingest", "validate", "embed", "structure", "effects", "ranking")
 

@@ -77,9 +77,8 @@ def policy_value_lines(root: Path) -> list[str]:
         return []
     truth_file = root / "true_uplift.parquet"
     if truth_file.exists():
-        from causalrec_toolkit import value_of_lists
-
         from causalrec_assets.variables import binarise_threshold
+        from causalrec_toolkit import value_of_lists
 
         interactions = pl.read_parquet(root / "interactions.parquet")
         values = value_of_lists(

@@ -28,7 +28,7 @@ DG = str(Path(sys.executable).with_name("dg"))
 STAGE_ASSETS = {
     "users", "items", "interactions", "validation_report", "item_embeddings", "user_embeddings", "causal_graph",
     "bayesian_network", "treatment_effects", "recommendations", "test_scores", "evaluation", "policy_value",
-    "published_snapshot",
+    "explanations", "published_snapshot",
 }  # fmt: skip
 
 

@@ -28,7 +28,7 @@ EXPECTED_COLUMNS = {
 STAGE_ASSETS = [
     "users", "items", "interactions", "validation_report", "item_embeddings", "user_embeddings",
     "causal_graph", "bayesian_network", "treatment_effects", "recommendations", "test_scores", "evaluation",
-    "policy_value",
+    "policy_value", "explanations",
 ]  # fmt: skip
 
 

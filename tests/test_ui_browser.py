@@ -2,7 +2,7 @@
 project (two ``CausalRecPipeline`` components), Playwright driving Debian's Chromium, "Materialize
 all" clicked on the ``simulated`` pipeline's job, every stage asset of that instance materialized,
 screenshots kept under test-output/: the asset graph, and the pages of ``causal_graph``,
-``treatment_effects`` and ``evaluation``."""
+``treatment_effects``, ``evaluation``, ``policy_value`` and ``explanations``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ PREFIX = "simulated"  # the Component instance this test drives
 STAGE_ASSETS = {
     "users", "items", "interactions", "validation_report", "item_embeddings", "user_embeddings",
     "causal_graph", "bayesian_network", "treatment_effects", "recommendations", "test_scores", "evaluation",
-    "policy_value",
+    "policy_value", "explanations",
 }  # fmt: skip
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -110,19 +110,20 @@ def skip_newsletter(page) -> None:
         page.wait_for_timeout(500)
 
 
-PICTURES = {"causal_graph": "graph", "evaluation": "plot", "policy_value": "plot"}  # the metadata key of a picture
+PICTURES = {"causal_graph": "graph", "evaluation": "plot", "policy_value": "plot", "explanations": "plot"}
 FIRST_KEY = {
     "causal_graph": "adjustment_set", "treatment_effects": "ate", "evaluation": "ranking_target",
-    "policy_value": "summary",
+    "policy_value": "summary", "explanations": "explained",
 }  # fmt: skip
 
 
 def asset_page_screenshots(page, url: str) -> list[Path]:
-    """The overview page of ``causal_graph``, ``treatment_effects``, ``evaluation`` and ``policy_value`` (and the
-    picture opened from its metadata row), saved under ``SCREENSHOT_DIR`` for a person to look at."""
+    """The overview pages of ``causal_graph``, ``treatment_effects``, ``evaluation``, ``policy_value`` and
+    ``explanations`` (and the picture opened from a metadata row), saved under ``SCREENSHOT_DIR``
+    for a person to look at."""
     shots = []
     page.set_viewport_size({"width": 1600, "height": 2400})  # the UI scrolls inside its own pane
-    for asset in ("causal_graph", "treatment_effects", "evaluation", "policy_value"):
+    for asset in ("causal_graph", "treatment_effects", "evaluation", "policy_value", "explanations"):
         page.goto(f"{url}/assets/{PREFIX}/{asset}", wait_until="networkidle", timeout=120_000)
         page.get_by_text(FIRST_KEY[asset], exact=True).first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)

@@ -2,7 +2,7 @@
 of ranked lists, sensitivity of an effect to unobserved confounding, pictures). Import public
 names only."""
 
-from causalrec_toolkit.plots import policy_value_plot
+from causalrec_toolkit.plots import modifier_plot, policy_value_plot
 from causalrec_toolkit.policy import ESTIMATORS, VALUE_SCHEMA, list_weights, policy_values, value_of_lists
 from causalrec_toolkit.sensitivity import Sensitivity, e_value, sensitivity
 
@@ -13,6 +13,7 @@ __all__ = [
     "Sensitivity",
     "e_value",
     "list_weights",
+    "modifier_plot",
     "policy_value_plot",
     "policy_values",
     "sensitivity",

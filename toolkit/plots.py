@@ -6,7 +6,7 @@ import io
 
 import polars as pl
 
-__all__ = ["policy_value_plot"]
+__all__ = ["modifier_plot", "policy_value_plot"]
 
 
 def policy_value_plot(values: pl.DataFrame, estimator: str = "dr") -> bytes | None:
@@ -43,6 +43,37 @@ def policy_value_plot(values: pl.DataFrame, estimator: str = "dr") -> bytes | No
         ax.set_title(
             f"{titles.get(measure, measure)}\ntop-{rows['k'][0]} list, {estimator.upper()}, 95% CI", fontsize=10
         )
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def modifier_plot(explanations: pl.DataFrame) -> bytes | None:
+    """How often each effect modifier is among a recommendation's largest, and its mean
+    contribution there (bars, largest first); None without explanations."""
+    if explanations.is_empty():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = (
+        explanations.group_by("modifier")
+        .agg(pl.len().alias("pairs"), pl.col("contribution").mean().alias("mean"))
+        .sort("pairs", descending=True)
+    )
+    fig, ax = plt.subplots(figsize=(7, 0.45 * stats.height + 1.2), dpi=100)
+    colors = ["#2ca02c" if m >= 0 else "#d62728" for m in stats["mean"]]
+    ax.barh(range(stats.height), stats["mean"].to_numpy(), color=colors)
+    labels = [f"{m} ({n} pairs)" for m, n in zip(stats["modifier"], stats["pairs"], strict=True)]
+    ax.set_yticks(range(stats.height), labels, fontsize=10)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("mean contribution to the predicted uplift (Shapley value)")
+    ax.set_title("What the recommendations' predicted uplift rests on", fontsize=11)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")

@@ -23,7 +23,7 @@ from pydantic import Field
 from causalrec_assets.bayesnet import adjustment_set, interventional
 from causalrec_assets.candidates import ProfileRanker, ScoredRanker
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.features import PairFeaturizer
+from causalrec_assets.features import PairFeaturizer, feature_groups
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.retrieval import CandidateConfig, CandidateRanker
 from causalrec_assets.sampling import sample_rows
@@ -31,6 +31,7 @@ from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, Rank
 from causalrec_assets.variables import OUTCOME, TREATMENT
 from causalrec_plugins.effects.estimators import EffectData, EstimatorConfig, fitting, with_cell
 from causalrec_plugins.effects.nuisance import effect_model, nuisance_models
+from causalrec_toolkit.explain import MAX_GROUPS, column_groups, group_shapley, top_contributions
 
 UpliftModel = Literal["dr_learner", "bn_do_query"]
 UPLIFT_MODEL_HELP = (
@@ -39,6 +40,7 @@ UPLIFT_MODEL_HELP = (
 )
 
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
+BACKGROUND_ROWS = 16  # training rows the explanations' Shapley values are taken against
 
 
 @dataclass
@@ -49,7 +51,9 @@ class UpliftScorer:
     featurizer: PairFeaturizer
     columns: list[str]
     effect: Any  # the DR learner's final model: x -> uplift
+    background: np.ndarray | None = None  # training rows of the columns: what "typical" means in explanations
     chunk: int = 200_000
+    modifiers_per_pair: int = 3
 
     def __call__(self, pairs: pl.DataFrame) -> pl.DataFrame:
         keys = pairs.select("user_id", "item_id")
@@ -64,6 +68,27 @@ class UpliftScorer:
 
     def for_users(self, users: pl.DataFrame) -> UpliftScorer:
         return replace(self, featurizer=self.featurizer.for_users(users))
+
+    def explain(self, pairs: pl.DataFrame) -> pl.DataFrame | None:
+        """The effect modifiers behind each pair's predicted uplift: Shapley values of the effect
+        model's feature groups (an attribute, the item's text, the user's taste and history)
+        against the background rows, the ``modifiers_per_pair`` largest per pair."""
+        if self.background is None:
+            return None
+        keys = pairs.select("user_id", "item_id")
+        x = self.featurizer.transform(keys, self.columns).select(self.columns).to_numpy().astype(np.float64)
+        names, groups = column_groups(self.columns, feature_groups(self.columns), MAX_GROUPS)
+
+        def predict(rows: np.ndarray) -> np.ndarray:
+            with fitting():
+                return np.ravel(self.effect.predict(rows))
+
+        top = top_contributions(group_shapley(predict, x, self.background, groups), names, self.modifiers_per_pair)
+        per_pair = [len(t) for t in top]
+        return keys.select(pl.all().repeat_by(pl.Series(per_pair)).explode()).with_columns(
+            pl.Series("modifier", [name for t in top for name, _ in t], dtype=pl.Utf8),
+            pl.Series("contribution", [value for t in top for _, value in t], dtype=pl.Float64),
+        )
 
 
 def user_profiles(featurizer: PairFeaturizer, columns: list[str], users: pl.DataFrame) -> pl.DataFrame | None:
@@ -218,7 +243,8 @@ def personal_uplift_model(inputs: RankingInputs, cfg: UpliftConfig) -> tuple[Upl
     with fitting():
         model.fit(y, t, X=x, W=w)
 
-    scorer = UpliftScorer(featurizer, columns, model.model_cate(T=1))
+    background = x[np.random.default_rng(cfg.seed).choice(len(x), min(len(x), BACKGROUND_ROWS), replace=False)]
+    scorer = UpliftScorer(featurizer, columns, model.model_cate(T=1), background)
     return scorer, user_profiles(featurizer, columns, inputs.users)
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-from causalrec_toolkit import Sensitivity, sensitivity
 from pydantic import Field
 
 from causalrec_assets import metadata as md
@@ -26,6 +25,7 @@ from causalrec_assets.stages.effects.protocol import EffectInputs, EffectsPlugin
 from causalrec_assets.stages.effects.refutation import REFUTATION_ROWS, REFUTERS, adjusted_rows, run_refutations
 from causalrec_resources.compute import ComputeResource
 from causalrec_resources.settings import current_settings
+from causalrec_toolkit import Sensitivity, sensitivity
 
 EffectsStageConfig = stage_config_class("effects")
 BLOCKING = current_settings().refutation == "block"

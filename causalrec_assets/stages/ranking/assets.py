@@ -5,7 +5,6 @@ import time
 
 import dagster as dg
 import polars as pl
-from causalrec_toolkit import policy_value_plot, value_of_lists
 from pydantic import Field
 
 from causalrec_assets import metadata as md
@@ -16,10 +15,12 @@ from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.effects.assets import REFUTED
 from causalrec_assets.stages.ranking.batches import rank_with
+from causalrec_assets.stages.ranking.explanations import explain_recommendations
 from causalrec_assets.stages.ranking.inputs import ranking_inputs
 from causalrec_assets.stages.ranking.protocol import RankingPlugin
 from causalrec_assets.variables import binarise_threshold
 from causalrec_resources.compute import ComputeResource
+from causalrec_toolkit import modifier_plot, policy_value_plot, value_of_lists
 
 RankingStageConfig = stage_config_class("ranking")
 RANKING_KINDS = {"econml", "pgmpy"}
@@ -35,6 +36,13 @@ RANKING_KINDS = {"econml", "pgmpy"}
         ),
         "test_scores": dg.AssetOut(
             description="A score for every split = test pair.", group_name="ranking", owners=OWNERS, kinds=RANKING_KINDS
+        ),
+        "explanations": dg.AssetOut(
+            description="Why each recommendation: the effect modifiers behind its predicted uplift (user_id, item_id, "
+            "rank, score, modifier, contribution, value), from the ranker's explain (plugin API 1.6).",
+            group_name="ranking",
+            owners=OWNERS,
+            kinds=RANKING_KINDS,
         ),
     },
 )
@@ -59,6 +67,7 @@ def ranking(
     start = time.perf_counter()
     timing: dict = {}
     pctx = plugin_context(context)
+    ranker = None
     if plugin.fits():
         ranker = plugin.fit(inputs, pctx)
         timing["fit_seconds"] = md.rounded(time.perf_counter() - start)
@@ -89,6 +98,14 @@ def ranking(
         },
     )
     yield dg.Output(out.test_scores, "test_scores", metadata={**made_by, **md.table_metadata(out.test_scores)})
+    start = time.perf_counter()
+    reasons, note = explain_recommendations(ranker, out.recommendations, inputs.users, inputs.items)
+    meta = {**made_by, "explained": note, "seconds": md.rounded(time.perf_counter() - start)}
+    picture = modifier_plot(reasons)
+    if picture is not None:
+        encoded = base64.b64encode(picture).decode()
+        meta["plot"] = dg.MetadataValue.md(f"![effect modifiers](data:image/png;base64,{encoded})")
+    yield dg.Output(reasons, "explanations", metadata={**meta, **md.table_metadata(reasons, preview=15)})
 
 
 UNKNOWN = "unknown (no refutation recorded)"

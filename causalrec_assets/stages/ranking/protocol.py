@@ -70,6 +70,15 @@ class Ranker(ABC):
         """The part of the model that ``users`` need (what one shard is sent); itself by default."""
         return self
 
+    def explain(self, recommendations: pl.DataFrame) -> pl.DataFrame | None:
+        """Since plugin API 1.6: why each of ``recommendations`` (``user_id, item_id, rank,
+        score``) scored as it did: ``user_id, item_id, modifier, contribution`` rows, a few per
+        pair, largest first (``EXPLANATION_COLUMNS``). None (the default): this ranker cannot say."""
+        return None
+
+
+EXPLANATION_COLUMNS = {"user_id": None, "item_id": None, "modifier": pl.Utf8, "contribution": pl.Float64}
+
 
 class RankingPlugin(Plugin):
     """Ranks unseen items for each user; scores every test pair.
