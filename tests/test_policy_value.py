@@ -90,8 +90,10 @@ def test_a_list_is_chosen_by_score_with_ties_broken_by_item_not_by_row_order() -
     chosen = tied.with_columns(list_weights(tied, "score", 2))
     shuffled = tied.reverse()
     again = shuffled.with_columns(list_weights(shuffled, "score", 2))
-    assert chosen.filter(pl.col("weight") == 1).sort("user_id", "item_id").equals(
-        again.filter(pl.col("weight") == 1).sort("user_id", "item_id")
+    assert (
+        chosen.filter(pl.col("weight") == 1)
+        .sort("user_id", "item_id")
+        .equals(again.filter(pl.col("weight") == 1).sort("user_id", "item_id"))
     )
     assert chosen.group_by("user_id").agg(pl.col("weight").sum()).sort("user_id")["weight"].to_list() == [2.0, 2.0]
     random = pairs.with_columns(list_weights(pairs, None, 3))
