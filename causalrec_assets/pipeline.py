@@ -150,6 +150,14 @@ def prefixed(
     return out
 
 
+def sinks(assets: Sequence[dg.AssetsDefinition], stored: Sequence[dg.AssetKey]) -> list[dg.AssetKey]:
+    """The stored keys no other stored asset reads: every stored asset is an ancestor of one,
+    so a step that waits on these waits on all of them (and on their blocking checks)."""
+    wanted = set(stored)
+    read = {dep for a in assets for key in a.keys if key in wanted for dep in a.asset_deps[key] if dep in wanted}
+    return [k for k in stored if k not in read]
+
+
 def build_pipeline_definitions(spec: PipelineSpec, executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
     """Assets, checks, publishing step, IO manager, jobs, schedule and sensors of one pipeline.
 
@@ -159,7 +167,7 @@ def build_pipeline_definitions(spec: PipelineSpec, executor: dg.ExecutorDefiniti
     daily = settings.partitions == "daily"
     assets, checks = stage_assets(daily, spec.dataset_assets)
     stored = [k for a in assets for k in a.keys if k.to_user_string() not in OPTIONAL]
-    assets.append(build_publish_asset(stored, io_manager_key=spec.io_manager_key))
+    assets.append(build_publish_asset(sinks(assets, stored), spec.io_manager_key, OPTIONAL))
     if spec.key_prefix:
         assets, checks = prefixed(assets, spec.key_prefix), prefixed(checks, spec.key_prefix, groups=False)
     assets = [rebind(a, spec) for a in assets]

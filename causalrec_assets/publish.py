@@ -1,8 +1,9 @@
 """Publishing: the last step of a run makes its staged outputs the storage's snapshot.
 
-``published_snapshot`` depends on every asset the pipeline stores, so Dagster runs it only
-when all of them were materialized and every blocking check passed (a failed check skips
-everything downstream of it, this step included). A run that materializes only some assets
+``published_snapshot`` depends on the pipeline's sinks, the stored assets no other one reads:
+every stored asset is an ancestor of a sink, so Dagster runs it only when all of them were
+materialized and every blocking check passed (a failed check skips everything downstream of
+it, this step included), and the asset graph stays readable. A run that materializes only some assets
 (the UI's "Materialize selected", declarative automation) is published by
 ``publish_sensor`` when it succeeds, with the same rule, provided no other run published in
 the meantime (``causalrec_resources.snapshots``).
@@ -33,8 +34,45 @@ def report_metadata(report: PublishReport, root: str) -> dict[str, dg.MetadataVa
     }
 
 
-def build_publish_asset(upstream: Iterable[dg.AssetKey], io_manager_key: str = "io_manager") -> dg.AssetsDefinition:
-    """The publishing step, after every key in ``upstream``, of the storage behind ``io_manager_key``."""
+WAIT_SECONDS = 1.0  # between looks at what a run that selected only some assets has still to write
+MAX_LOOKS = 7200
+
+
+def run_events(context: dg.AssetExecutionContext, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
+    records = context.instance.get_records_for_run(context.run.run_id, of_type=kind).records
+    return [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event is not None]
+
+
+def why_not_publish(context: dg.AssetExecutionContext) -> str | None:
+    """Why this run's outputs must stay staged (a failed step, a failed blocking check), or None."""
+    if run_events(context, dg.DagsterEventType.STEP_FAILURE):
+        return f"run {context.run.run_id} had a failed step: its outputs stay staged, unpublished"
+    for event in run_events(context, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        check = event.asset_check_evaluation_data
+        if not check.passed and check.blocking:
+            return f"check {check.check_name} on {check.asset_key.to_user_string()} failed: nothing is published"
+    return None
+
+
+def still_to_write(context: dg.AssetExecutionContext, optional: frozenset[str]) -> list[str]:
+    """Assets this run selected and has not written yet. Publishing waits on the sinks only, so
+    in a run that selected some assets and not the sinks below them (``--select ingest,
+    published_snapshot``) nothing orders it after them: it looks again until they are written."""
+    written = {e.asset_key for e in run_events(context, dg.DagsterEventType.ASSET_MATERIALIZATION)}
+    selected = context.run.asset_selection or set()
+    return sorted(
+        k.to_user_string()
+        for k in selected
+        if k != context.asset_key and k.path[-1] not in optional and k not in written
+    )
+
+
+def build_publish_asset(
+    upstream: Iterable[dg.AssetKey], io_manager_key: str = "io_manager", optional: Iterable[str] = ()
+) -> dg.AssetsDefinition:
+    """The publishing step, after every key in ``upstream`` (the sinks), of the storage behind
+    ``io_manager_key``; ``optional``: names of assets a run may select and not write."""
+    skippable = frozenset(optional)
 
     @dg.asset(
         name=PUBLISH_ASSET,
@@ -46,11 +84,13 @@ def build_publish_asset(upstream: Iterable[dg.AssetKey], io_manager_key: str = "
     )
     def published_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Every output of this run, published as one snapshot, atomically, once its checks passed."""
-        failures = context.instance.get_records_for_run(
-            context.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
-        ).records
-        if failures:
-            raise dg.Failure(f"run {context.run_id} had a failed step: its outputs stay staged, unpublished")
+        refusal = why_not_publish(context)
+        if refusal:
+            raise dg.Failure(refusal)
+        pending = still_to_write(context, skippable)
+        if pending:
+            context.log.info(f"waiting for {', '.join(pending)} before publishing")
+            raise dg.RetryRequested(max_retries=MAX_LOOKS, seconds_to_wait=WAIT_SECONDS)
         manager = getattr(context.resources, io_manager_key)
         if not isinstance(manager, StagedIOManager):
             raise dg.Failure(f"the IO manager {type(manager).__name__} has no staging area to publish")
