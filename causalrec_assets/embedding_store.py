@@ -13,11 +13,9 @@ at a time, so memory stays bounded; many small shards are compacted into one.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import io
 import json
 import logging
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -28,6 +26,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from causalrec_toolkit.files import atomic_path, atomic_write_text, file_record, record_problem
 
 log = logging.getLogger("causalrec.embedding_store")
 
@@ -45,11 +45,7 @@ def _problem(meta: object, data: bytes, model_key: str) -> str | None:
         return "no readable sidecar"
     if meta.get("model_key") != model_key:
         return f"written for model key {meta.get('model_key')!r}"
-    if len(data) != meta.get("bytes"):
-        return f"{len(data)} bytes, the sidecar says {meta.get('bytes')} (truncated or replaced)"
-    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-        return "sha256 differs from the sidecar's"
-    return None
+    return record_problem("the shard", file_record(data), meta)
 
 
 class EmbeddingStore:
@@ -130,17 +126,10 @@ class EmbeddingStore:
         """Shard to a temporary name, then its sidecar into place, then the shard: a shard
         visible under its name always has its sidecar."""
         shard = self.folder / f"{uuid.uuid4().hex}.parquet"
-        tmp, side_tmp = self.folder / f".{shard.name}.tmp", self.folder / f".{shard.stem}.json.tmp"
-        try:
+        with atomic_path(shard) as tmp:
             pq.write_table(table, tmp)
-            data = tmp.read_bytes()
-            meta = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": table.num_rows}
-            side_tmp.write_text(json.dumps(meta | {"model_key": self.model_key}))
-            os.replace(side_tmp, shard.with_suffix(".json"))
-            os.replace(tmp, shard)
-        finally:
-            tmp.unlink(missing_ok=True)
-            side_tmp.unlink(missing_ok=True)
+            meta = file_record(tmp.read_bytes()) | {"rows": table.num_rows, "model_key": self.model_key}
+            atomic_write_text(shard.with_suffix(".json"), json.dumps(meta))
 
     def compact(self) -> None:
         """Merge the shards into ROWS_PER_SHARD-row files, dropping duplicate hashes. One process at

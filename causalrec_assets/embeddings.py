@@ -15,6 +15,7 @@ from scipy.sparse import csr_matrix
 
 from causalrec_assets.contracts import attribute_columns
 from causalrec_assets.stages.embed.protocol import EmbedPlugin
+from causalrec_assets.variables import binarise_threshold
 
 
 def item_texts(items: pl.DataFrame) -> list[str]:
@@ -61,10 +62,11 @@ def embedding_frame(item_ids: pl.Series, texts: list[str], vectors: np.ndarray, 
 
 def user_profiles(train: pl.DataFrame, item_embeddings: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Each user's normalised mean embedding over the items they engaged with: positive
-    outcomes where there are any, else what they were exposed to, else everything logged.
-    Users with no training rows are left out; the count of users with engagement is returned."""
+    outcomes (the pipeline's one rule, ``binarise_threshold``) where there are any, else what
+    they were exposed to, else everything logged. Users with no training rows are left out;
+    the count of users with engagement is returned."""
     outcome = train["outcome"].cast(pl.Float64)
-    positive = outcome >= (4.0 if outcome.max() is not None and outcome.max() > 1 else 1.0)
+    positive = outcome >= binarise_threshold(outcome)
     weighted = train.select("user_id", "item_id").with_columns(
         (positive.cast(pl.Int8) * 4 + train["exposure"].cast(pl.Int8) * 2 + 1).alias("tier")
     )

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from causalrec_toolkit.files import atomic_write_text
+
 STATE_DIR = ".causalrec"
 MANIFEST = "_snapshot.json"
 BASE_FILE = "_base"
@@ -194,9 +196,7 @@ class Snapshots:
             "produced": produced,
             "assets": entries,
         }
-        tmp = target / f".{MANIFEST}.{uuid.uuid4().hex}"
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, target / MANIFEST)
+        atomic_write_text(target / MANIFEST, json.dumps(manifest, indent=2))
         self._switch(run_id, entries)
         pruned = self.prune()
         carried = tuple(sorted(set(entries) - set(produced)))

@@ -17,7 +17,6 @@ import json
 import os
 import pickle
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from causalrec_resources.memory import release_freed_memory
 from causalrec_resources.settings import current_settings
 from causalrec_resources.snapshots import PublishReport, Snapshots
 from causalrec_resources.storage_lock import StorageLock, pid_alive
+from causalrec_toolkit.files import atomic_path
 
 STORAGE_TAG = "causalrec/storage"
 
@@ -43,19 +43,10 @@ def storage_dir(explicit: str = "") -> Path:
 
 
 def _atomic_write(path: UPath, write: Any) -> None:
-    """Write through a temporary sibling, then rename: readers never see half a file and a
-    failure leaves the previous file as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    """Write through a temporary sibling, then rename (``causalrec_toolkit.files.atomic_path``):
+    readers never see half a file and a failure leaves the previous file as it was."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        if getattr(path, "protocol", "") in ("", "file", "local"):
-            os.replace(str(tmp.path), str(path.path))
-        else:
-            path.fs.mv(tmp.path, path.path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def wants_lazy(context: dg.InputContext) -> bool:

@@ -20,11 +20,12 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from causalrec_toolkit.files import atomic_write_text
 
 HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_S = 120.0
@@ -162,6 +163,4 @@ class StorageLock:
 
     def _write(self, lease: Lease) -> None:
         """Replace the lease file whole (a reader never sees half of it)."""
-        tmp = self.path.with_name(f".lock.{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps(lease.__dict__))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(lease.__dict__))

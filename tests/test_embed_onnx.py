@@ -14,8 +14,8 @@ from transformers import AutoModel, BertConfig, BertModel
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_plugins.embed import onnx_export
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed, resolve_model
-from causalrec_plugins.embed.verified_cache import sha256_file
 from causalrec_resources import onnx_runtime
+from causalrec_toolkit.files import sha256_file
 
 WORDS = "the a cat dog sat on mat movie good bad red shoe ##s ##ing run item price cheap".split()
 TEXTS = [

@@ -24,8 +24,8 @@ from causalrec_assets.embedding_store import EmbeddingStore
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_plugins.embed import onnx_export
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
-from causalrec_plugins.embed.verified_cache import sha256_file
 from causalrec_resources import onnx_runtime
+from causalrec_toolkit.files import sha256_file
 
 TEXTS = ["a cheap red shoe", "the cat sat on the mat", "movie", "good dogs running", ""]
 REPO = Path(__file__).resolve().parents[1]

@@ -31,9 +31,10 @@ from causalrec_assets.stages.embed.protocol import EmbedPlugin
 from causalrec_plugins.embed import onnx_export, quantize
 from causalrec_plugins.embed.batching import Batch, chunk_batches, clean_texts, stream_batches
 from causalrec_plugins.embed.probe_texts import probe_texts
-from causalrec_plugins.embed.verified_cache import Cached, cached_build, key_of, memo_sha256, sha256_file
+from causalrec_plugins.embed.verified_cache import Cached, cached_build, key_of, memo_sha256
 from causalrec_resources import onnx_runtime
 from causalrec_resources.settings import current_settings
+from causalrec_toolkit.files import sha256_file
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}

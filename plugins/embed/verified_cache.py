@@ -14,12 +14,13 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from causalrec_toolkit.files import atomic_path, atomic_write_text, file_record, record_problem, sha256_file
 
 MANIFEST_FORMAT = 1
 
@@ -28,11 +29,6 @@ log = logging.getLogger("causalrec.embed.verified_cache")
 # (size, mtime, ctime, inode) -> sha256 of source files; ctime moves on every write (and on
 # utime), so a file rewritten to the same size and mtime is still hashed again.
 _MEMO: dict[str, list[Any]] = {}
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _stat_id(path: Path) -> list[int]:
@@ -48,12 +44,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True))
 
 
 def memo_sha256(path: Path, memo_file: Path | None = None) -> str:
@@ -107,12 +98,9 @@ def _problem(target: Path, identity: Mapping[str, Any]) -> tuple[dict | None, st
         path = target.parent / name
         if not path.is_file():
             return None, f"{name} is missing"
-        size = path.stat().st_size
-        if size != want.get("bytes"):
-            return None, f"{name} has {size} bytes, the manifest says {want.get('bytes')} (truncated or replaced)"
-        digest = sha256_file(path)
-        if digest != want.get("sha256"):
-            return None, f"{name} has sha256 {digest[:12]}…, the manifest says {str(want.get('sha256'))[:12]}…"
+        problem = record_problem(name, file_record(path), want)
+        if problem:
+            return None, problem
     return manifest, None
 
 
@@ -157,13 +145,9 @@ def _rebuild(target: Path, identity: dict[str, Any], build: Callable[[Path], Map
     and verify the result like any later reader will."""
     for stale in [target, manifest_path(target), *target.parent.glob(f".{target.stem}.*.tmp*")]:
         stale.unlink(missing_ok=True)  # including what killed builds left behind
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
-    try:
+    with atomic_path(target, keep_suffix=True) as tmp:
         facts = dict(build(tmp) or {})
-        files = {target.name: {"sha256": sha256_file(tmp), "bytes": tmp.stat().st_size}}
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        files = {target.name: file_record(tmp)}
     _write_json(manifest_path(target), {"format": MANIFEST_FORMAT, **identity, "files": files, "facts": facts})
     manifest, problem = _problem(target, identity)
     if manifest is None:
