@@ -84,7 +84,7 @@ def _parse_value(text: str) -> Any:
 def build_run_config(selections: list[str], params: list[str] | None = None) -> dict[str, Any]:
     """Run config selecting ``STAGE=NAME`` plugins with ``STAGE.KEY=VALUE`` parameters; names
     and parameters are checked against the installed plugins first (PluginError, ValueError)."""
-    from causalrec_assets.scaffold import STAGE_OPS
+    from causalrec_assets.pipeline import stage_ops
 
     registry = _quiet_discovery()
     chosen: dict[str, str] = {}
@@ -108,7 +108,7 @@ def build_run_config(selections: list[str], params: list[str] | None = None) -> 
             cls = registry.get(stage, name)
             # Built here so a bad value is named now (pydantic), not when the run reaches the stage.
             config[name] = cls.Config(**sections[stage]).model_dump(exclude_unset=True)
-        for op in STAGE_OPS[stage]:
+        for op in stage_ops()[stage]:
             ops[op] = {"config": config}
     return {"ops": ops}
 

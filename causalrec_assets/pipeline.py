@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import dagster as dg
@@ -103,6 +104,19 @@ def stage_assets(
         sources=INGESTED,
     )
     return assets, list(validate.CHECKS)
+
+
+@cache
+def stage_ops() -> dict[str, tuple[str, ...]]:
+    """Each stage's ops whose run config selects its plugin (the validate stage's plugin runs in
+    its blocking checks and its report), read off the stage definitions."""
+    assets, checks = stage_assets(daily=False)
+    ops: dict[str, list[str]] = {}
+    for definition in [*assets, *checks]:
+        stage = config_stage(definition.node_def)
+        if stage is not None:
+            ops.setdefault(stage, []).append(definition.node_def.name)
+    return {stage: tuple(sorted(names)) for stage, names in ops.items()}
 
 
 def rebind(definition: dg.AssetsDefinition, spec: PipelineSpec) -> dg.AssetsDefinition:

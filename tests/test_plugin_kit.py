@@ -23,6 +23,7 @@ from pydantic import Field
 
 from causalrec_assets import plugin_api
 from causalrec_assets.cli import build_run_config, list_plugins, main
+from causalrec_assets.pipeline import stage_ops
 from causalrec_assets.plugin_api import (
     PLUGIN_API_VERSION,
     Deprecation,
@@ -40,7 +41,7 @@ from causalrec_assets.registry import (
     get_registry,
     warn_broken,
 )
-from causalrec_assets.scaffold import STAGE_OPS, ScaffoldError, check_request, new_plugin
+from causalrec_assets.scaffold import ScaffoldError, check_request, new_plugin
 from causalrec_assets.stages.effects.protocol import EffectsPlugin
 from causalrec_assets.stages.embed.protocol import EmbedPlugin
 from causalrec_assets.stages.ingest.protocol import IngestPlugin
@@ -413,7 +414,7 @@ def test_stage_ops_match_the_definitions() -> None:
         if "plugin" in fields:
             stage = fields["plugin"].description.split()[1]  # "The <stage> plugin to run ..."
             found.setdefault(stage, set()).add(node.name)
-    assert found == {stage: set(ops) for stage, ops in STAGE_OPS.items()}
+    assert found == {stage: set(ops) for stage, ops in stage_ops().items()}
 
 
 # ------------------------------------------------------------------------ CLI
@@ -462,7 +463,7 @@ def test_run_config_command_selects_plugins_for_every_op(capsys: pytest.CaptureF
     assert main(["run-config", "ranking=popularity", "validate=great_expectations", "--param", "ranking.k=4"]) == 0
     config = json.loads(capsys.readouterr().out)
     assert config["ops"]["ranking"] == {"config": {"plugin": "popularity", "popularity": {"k": 4}}}
-    assert set(config["ops"]) == {"ranking", *STAGE_OPS["validate"]}
+    assert set(config["ops"]) == {"ranking", *stage_ops()["validate"]}
     assert main(["run-config", "ranking=popularity", "--param", "ranking.k=ten"]) == 2
     assert "k Input should be a valid integer" in capsys.readouterr().err
     assert main(["run-config", "ranking=nope"]) == 2

@@ -31,8 +31,8 @@ import polars as pl
 import pytest
 
 from causalrec_assets.cli import main as causalrec_cli
+from causalrec_assets.pipeline import stage_ops
 from causalrec_assets.plugin_api import PLUGIN_API_VERSION, STAGES
-from causalrec_assets.scaffold import STAGE_OPS
 
 PYTHON = sys.executable
 CAUSALREC = str(Path(sys.executable).with_name("causalrec"))
@@ -225,7 +225,7 @@ def run_config(data: Path) -> dict:
         "effects": {"plugin": "xt_effects", "xt_effects": {"n_bootstrap": 50}},
         "ranking": {"plugin": "xt_acme", "xt_acme": {"k": K, "salt": SALT}},
     }
-    return {"ops": {op: {"config": sections[stage]} for stage, ops in STAGE_OPS.items() for op in ops}}
+    return {"ops": {op: {"config": sections[stage]} for stage, ops in stage_ops().items() for op in ops}}
 
 
 @pytest.fixture(scope="module")

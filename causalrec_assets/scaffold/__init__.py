@@ -32,22 +32,6 @@ CLASS_SUFFIX: dict[str, str] = {
     "ranking": "Ranking",
 }
 
-# The Dagster ops whose run config selects each stage's plugin (the validate stage's plugin
-# runs in the three blocking checks and the report).
-STAGE_OPS: dict[str, tuple[str, ...]] = {
-    "ingest": ("ingest",),
-    "validate": (
-        "users_users_contract",
-        "items_items_contract",
-        "interactions_interactions_contract",
-        "validation_report",
-    ),
-    "embed": ("item_embeddings",),
-    "structure": ("structure",),
-    "effects": ("treatment_effects",),
-    "ranking": ("ranking",),
-}
-
 # Third-party packages an example implementation imports besides causalrec's own dependencies.
 EXTRA_DEPENDENCIES: dict[str, tuple[str, ...]] = {"structure": ("scipy",)}
 
@@ -164,14 +148,18 @@ def new_plugin(stage: str, name: str, directory: str | Path | None = None, *, fo
 
 
 def _run_config_yaml(stage: str, name: str) -> str:
+    from causalrec_assets.pipeline import stage_ops
+
     lines = ["ops:"]
-    for op in STAGE_OPS[stage]:
+    for op in stage_ops()[stage]:
         lines += [f"  {op}:", "    config:", f"      plugin: {name}", f"      {name}: {{}}"]
     return "\n".join(lines)
 
 
 def _ops_note(stage: str) -> str:
-    ops = STAGE_OPS[stage]
+    from causalrec_assets.pipeline import stage_ops
+
+    ops = stage_ops()[stage]
     if len(ops) == 1:
         return ""
     return (
