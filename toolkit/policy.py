@@ -30,6 +30,7 @@ import polars as pl
 Z95 = 1.959963984540054
 ESTIMATORS = ("ips", "snips", "dm", "dr")
 RANDOM = "random"
+MAX_FIT_ROWS = 200_000  # rows an outcome model of the slice is fitted on, per fold
 VALUE_SCHEMA = {
     "policy": pl.Utf8,
     "measure": pl.Utf8,
@@ -75,15 +76,21 @@ def outcome_model_features(pairs: pl.DataFrame, train: pl.DataFrame, score: str 
     return joined.drop("user_id", "item_id").cast(pl.Float64).to_numpy()
 
 
-def cross_fitted_mean(x: np.ndarray, arm: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``E[Y | arm, x]`` for every row by a model fitted on the ``arm`` rows of the other folds."""
+def cross_fitted_mean(
+    x: np.ndarray, arm: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0, max_rows: int = MAX_FIT_ROWS
+) -> np.ndarray:
+    """``E[Y | arm, x]`` for every row by a model fitted on the ``arm`` rows of the other folds
+    (at most ``max_rows`` of them, drawn at random: a large slice fits in bounded time)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
+    rng = np.random.default_rng(seed)
     mean = np.full(len(y), float(y[arm].mean()) if arm.any() else 0.0)
     for fold in np.unique(folds):
-        fit_rows = arm & (folds != fold)
-        if fit_rows.sum() < 50:
+        fit_rows = np.flatnonzero(arm & (folds != fold))
+        if fit_rows.size < 50:
             continue
+        if fit_rows.size > max_rows:
+            fit_rows = np.sort(rng.choice(fit_rows, max_rows, replace=False))
         model = HistGradientBoostingRegressor(max_iter=100, max_depth=3, learning_rate=0.1, random_state=seed)
         model.fit(x[fit_rows], y[fit_rows])
         mean[folds == fold] = model.predict(x[folds == fold])
