@@ -108,6 +108,29 @@ def declares_api_version(stage: str, cls: type) -> bool:
     return any("api_version" in vars(k) for k in _own_classes(stage, cls))
 
 
+def hook_signature_problem(stage: str, cls: type) -> str | None:
+    """Why a hook the plugin overrides cannot be called the way the stage declares it (the
+    stage calls it with every parameter of its declaration), or None: checked when the plugin
+    is registered, as pluggy checks a hook implementation against its specification."""
+    base = STAGE_BASES[stage]
+    for own in _own_classes(stage, cls):
+        for name in vars(own):
+            declared = getattr(base, name, None)
+            if name.startswith("_") or not callable(declared) or inspect.isclass(declared):
+                continue
+            try:
+                want, got = inspect.signature(declared), inspect.signature(getattr(cls, name))
+            except (TypeError, ValueError):  # a builtin without a signature: nothing to compare
+                continue
+            positional = [p for p in want.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            keywords = {p.name: None for p in want.parameters.values() if p.kind == p.KEYWORD_ONLY}
+            try:
+                got.bind(*[None] * len(positional), **keywords)
+            except TypeError as err:
+                return f"{cls.__qualname__}.{name}{got} cannot be called as {base.__name__}.{name}{want}: {err}"
+    return None
+
+
 def check_plugin(stage: str, obj: object) -> str | None:
     """Return why ``obj`` is not a usable plugin for ``stage``, or None when it is."""
     base = STAGE_BASES[stage]
@@ -118,6 +141,9 @@ def check_plugin(stage: str, obj: object) -> str | None:
     missing = sorted(getattr(obj, "__abstractmethods__", ())) + obj.missing_methods()
     if missing:
         return f"{obj.__qualname__} lacks required method(s): {', '.join(missing)}"
+    mismatch = hook_signature_problem(stage, obj)
+    if mismatch:
+        return mismatch
     declared = getattr(obj, "api_version", None)
     why = api_incompatibility(declared)
     if why:

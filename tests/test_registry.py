@@ -79,6 +79,11 @@ BAD = """
             return None
 
 
+    class ForgetfulRanking(RankingPlugin):
+        def fit(self, inputs):  # the stage calls fit(inputs, context)
+            return None
+
+
     NOT_A_CLASS = 42
 """
 
@@ -90,6 +95,7 @@ fake_abstract = fakeplugins_bad:NoRank
 fake_foreign = fakeplugins_bad:NotAPlugin
 fake_future = fakeplugins_bad:FutureRanking
 fake_bad_config = fakeplugins_bad:BadConfigRanking
+fake_bad_signature = fakeplugins_bad:ForgetfulRanking
 fake_not_class = fakeplugins_bad:NOT_A_CLASS
 fake_missing_attr = fakeplugins_good:DoesNotExist
 
@@ -185,6 +191,12 @@ def test_config_not_a_plugin_config(fake_registry: PluginRegistry) -> None:
     assert "BadConfigRanking.Config must subclass" in error
 
 
+def test_a_hook_overridden_with_the_wrong_signature_is_named_at_registration(fake_registry: PluginRegistry) -> None:
+    error = error_of(fake_registry, "fake_bad_signature")
+    assert "ForgetfulRanking.fit(self, inputs) cannot be called as RankingPlugin.fit(self, inputs" in error
+    assert "context" in error
+
+
 def test_entry_point_not_naming_a_class(fake_registry: PluginRegistry) -> None:
     error = error_of(fake_registry, "fake_not_class")
     assert "does not name a class (got int)" in error
@@ -212,6 +224,7 @@ def test_built_in_plugins_stay_ok_alongside_broken_ones(fake_registry: PluginReg
         ("ranking", "fake_foreign"),
         ("ranking", "fake_future"),
         ("ranking", "fake_bad_config"),
+        ("ranking", "fake_bad_signature"),
         ("ranking", "fake_not_class"),
         ("ranking", "fake_missing_attr"),
         ("structure", "fake_wrong_stage"),
