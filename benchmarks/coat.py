@@ -36,7 +36,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 # published_snapshot too: a run's outputs reach the storage only when it publishes them
-RANKING_ASSETS = ("recommendations", "test_scores", "evaluation", "published_snapshot")
+RANKING_ASSETS = ("recommendations", "test_scores", "explanations", "evaluation", "policy_value", "published_snapshot")
 
 METHODS: dict[str, dict] = {
     "popularity": {"plugin": "popularity"},

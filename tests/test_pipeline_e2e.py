@@ -120,7 +120,7 @@ def test_recommendations_capture_the_true_uplift_and_popularity_does_not(cli_run
     result = job.execute_in_process(
         run_config={"ops": {"ranking": {"config": {"plugin": "popularity"}}}},
         # the publishing step too: without it the new ranking stays staged, unpublished
-        asset_selection=[dg.AssetKey(k) for k in ("recommendations", "test_scores", PUBLISH_ASSET)],
+        asset_selection=[dg.AssetKey(k) for k in ("recommendations", "test_scores", "explanations", PUBLISH_ASSET)],
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
