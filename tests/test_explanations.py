@@ -12,6 +12,8 @@ from causal_worlds import CONFOUNDERS, scenario
 
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.ranking.explanations import SCHEMA, explain_recommendations
+from causalrec_assets.stages.ranking.protocol import Ranker
+from causalrec_assets.testing import check_conformance
 from causalrec_plugins.ranking.popularity import PopularityRanking
 from causalrec_plugins.ranking.uplift_rank import UpliftRanking
 from causalrec_toolkit.explain import column_groups, group_shapley, top_contributions
@@ -72,3 +74,33 @@ def test_a_ranker_that_cannot_explain_leaves_an_empty_typed_table(world) -> None
     assert table.schema["user_id"] == recommendations.schema["user_id"]
     table, note = explain_recommendations(None, recommendations, inputs.users, inputs.items)
     assert table.is_empty() and "rank() only" in note
+
+
+class StrangerExplainer(Ranker):
+    """Recommends as popularity does, and explains a pair it was not asked about."""
+
+    def __init__(self, inner: Ranker) -> None:
+        self.inner, self.k = inner, inner.k
+
+    def score(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        return self.inner.score(pairs)
+
+    def recommend(self, users: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:
+        return self.inner.recommend(users, seen)
+
+    def explain(self, recommendations: pl.DataFrame) -> pl.DataFrame:
+        row = recommendations.head(1).select("user_id", "item_id")
+        stranger = row.with_columns(pl.lit("no-such-item").cast(row.schema["item_id"]).alias("item_id"))
+        return stranger.with_columns(pl.lit("age_group").alias("modifier"), pl.lit(0.1).alias("contribution"))
+
+
+class StrangerRanking(PopularityRanking):
+    def fit(self, inputs, context):
+        return StrangerExplainer(super().fit(inputs, context))
+
+
+def test_the_kit_refuses_explanations_of_pairs_not_recommended() -> None:
+    report = check_conformance(StrangerRanking, checks=["row_invariants"])
+    assert not report.ok
+    assert "explain() explained 1 pair(s) it was not asked about" in report.results[0].detail
+    assert check_conformance(UpliftRanking, checks=["row_invariants"]).ok

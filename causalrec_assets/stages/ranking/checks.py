@@ -21,7 +21,7 @@ from causalrec_assets.stages.conformance import (
 )
 from causalrec_assets.stages.ingest.protocol import Dataset
 from causalrec_assets.stages.ranking.batches import recommend_all
-from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingOutput
+from causalrec_assets.stages.ranking.protocol import EXPLANATION_COLUMNS, Ranker, RankingInputs, RankingOutput
 from causalrec_resources.compute import ComputeResource
 
 STAGE = "ranking"
@@ -138,7 +138,28 @@ def check_batches_agree(kit: Kit, inputs: RankingInputs, out: RankingOutput) -> 
     diff = frame_difference(batched.sort("user_id", "rank"), out.recommendations.sort("user_id", "rank"))
     if diff:
         fail(f"lists asked in batches of 7 users over 3 shards differ from rank()'s: {diff}")
-    return "; the same lists in batches of 7 users over 3 shards"
+    return "; the same lists in batches of 7 users over 3 shards" + check_explanations(kit, ranker, out, inputs)
+
+
+def check_explanations(kit: Kit, ranker: Ranker, out: RankingOutput, inputs: RankingInputs) -> str:
+    """A ranker that explains (plugin API 1.6) must explain recommended pairs only, with the
+    columns the ``explanations`` asset stores and finite contributions."""
+    recommendations = out.recommendations.filter(pl.col("user_id").is_in(inputs.users["user_id"].head(5).implode()))
+    reasons = kit.call("explain()", lambda: ranker.explain(recommendations))
+    if reasons is None:
+        return ""
+    if not isinstance(reasons, pl.DataFrame):
+        fail(f"explain() must return a polars DataFrame or None, got {type(reasons).__name__}")
+    missing = [c for c in EXPLANATION_COLUMNS if c not in reasons.columns]
+    if missing:
+        fail(f"explain() returned no {', '.join(missing)} column(s) (it has {reasons.columns})")
+    strangers = reasons.join(recommendations, on=["user_id", "item_id"], how="anti")
+    if strangers.height:
+        fail(f"explain() explained {strangers.height} pair(s) it was not asked about, e.g. {strangers.row(0)}")
+    contribution = reasons["contribution"].cast(pl.Float64)
+    if contribution.null_count() or contribution.is_nan().any() or contribution.is_infinite().any():
+        fail("explain() returned null, NaN or infinite contributions")
+    return "; explains its recommendations"
 
 
 def check_row_invariants(kit: Kit) -> str:
