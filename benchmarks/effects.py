@@ -56,8 +56,8 @@ def materialize(world: str, seed: int, storage: Path):
 
 def covariates(storage: Path) -> tuple[pl.DataFrame, list[str], list[str]]:
     """The training pairs' features, the headline's covariate columns and which are codes."""
-    from causalrec_assets.bayesnet import adjustment_set
-    from causalrec_assets.features import feature_groups
+    from causalrec_toolkit.bayesnet import adjustment_set
+    from causalrec_toolkit.features import feature_groups
 
     graph = json.loads((storage / "causal_graph.json").read_text())
     frame = pl.read_parquet(storage / "pair_features.parquet").filter(pl.col("split") == "train")
@@ -110,7 +110,7 @@ def econml_default(frame: pl.DataFrame, columns: list[str], categorical: list[st
 
 def capture(storage: Path) -> float:
     from causalrec_assets.candidates import unseen_pairs
-    from causalrec_assets.evaluation import uplift_capture
+    from causalrec_toolkit.evaluation import uplift_capture
 
     users, items = pl.read_parquet(storage / "users.parquet"), pl.read_parquet(storage / "items.parquet")
     log = pl.read_parquet(storage / "interactions.parquet")

@@ -11,6 +11,10 @@ from typing import Any
 # pgmpy 1.1 warns about its own deprecated modules on import; nothing here uses them.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"pgmpy\..*")
 
+from causalrec_assets import moved  # noqa: E402
+
+moved.install()  # old paths of the modules that moved to causalrec_toolkit keep importing, with a warning
+
 __all__ = ["CausalRecPipeline", "defs"]
 
 

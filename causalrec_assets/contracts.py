@@ -8,6 +8,13 @@ from typing import Any, Protocol, TypeVar
 
 import polars as pl
 
+# re-exported: the contract's row rules, kept in the toolkit so that it needs no framework
+from causalrec_toolkit.tables import RESERVED_COLUMNS as RESERVED_COLUMNS
+from causalrec_toolkit.tables import attribute_columns as attribute_columns
+from causalrec_toolkit.tables import test_rows as test_rows
+from causalrec_toolkit.tables import train_rows as train_rows
+from causalrec_toolkit.tables import with_default_split as with_default_split
+
 TABLES: tuple[str, ...] = ("users", "items", "interactions")
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -20,34 +27,8 @@ KEY_COLUMNS: dict[str, str] = {"users": "user_id", "items": "item_id"}
 
 SPLITS: tuple[str, ...] = ("train", "test")
 
-# Columns of the canonical tables that are not attributes of a user or an item.
-RESERVED_COLUMNS: frozenset[str] = frozenset(
-    {"user_id", "item_id", "text", "exposure", "outcome", "timestamp", "split"}
-)
-
-
 class DataContractError(ValueError):
     """A dataset breaks the canonical contract; the message names table, column and sample."""
-
-
-def attribute_columns(frame: pl.DataFrame) -> list[str]:
-    """The attribute columns of a users or items table (everything but ids and text)."""
-    return [c for c in frame.columns if c not in RESERVED_COLUMNS]
-
-
-def with_default_split(interactions: pl.DataFrame) -> pl.DataFrame:
-    """Absent ``split`` means every row is training data."""
-    if "split" in interactions.columns:
-        return interactions
-    return interactions.with_columns(pl.lit("train").alias("split"))
-
-
-def train_rows(interactions: pl.DataFrame) -> pl.DataFrame:
-    return with_default_split(interactions).filter(pl.col("split") == "train")
-
-
-def test_rows(interactions: pl.DataFrame) -> pl.DataFrame:
-    return with_default_split(interactions).filter(pl.col("split") == "test")
 
 
 AnyFrame = pl.DataFrame | pl.LazyFrame

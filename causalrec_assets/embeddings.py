@@ -15,7 +15,7 @@ from scipy.sparse import csr_matrix
 
 from causalrec_assets.contracts import attribute_columns
 from causalrec_assets.stages.embed.protocol import EmbedPlugin
-from causalrec_assets.variables import binarise_threshold
+from causalrec_toolkit.variables import binarise_threshold
 
 
 def item_texts(items: pl.DataFrame) -> list[str]:
@@ -151,7 +151,7 @@ def embed_incremental(
     One (items x dim) float32 array is filled in place, from the store shard by shard and from
     the plugin batch by batch, and handed to Polars without a copy: memory stays near the size
     of the result, whatever the number of items."""
-    from causalrec_assets.embedding_store import ROWS_PER_SHARD, EmbeddingStore
+    from causalrec_toolkit.embedding_store import ROWS_PER_SHARD, EmbeddingStore
 
     started = time.perf_counter()
     key = plugin.model_key()

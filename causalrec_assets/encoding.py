@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from causalrec_assets.contracts import train_rows, with_default_split
-from causalrec_assets.features import PairFeaturizer
-from causalrec_assets.variables import OUTCOME, TREATMENT, VariableEncoder
 from causalrec_resources.compute import ComputeResource, local_compute, split_by_user, user_shards
+from causalrec_toolkit.features import PairFeaturizer
+from causalrec_toolkit.variables import OUTCOME, TREATMENT, VariableEncoder
 
 
 @dataclass

@@ -5,6 +5,7 @@ it is given, and 16 of them hide the three that matter."""
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
@@ -12,7 +13,6 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from causalrec_assets.graph_picture import graph_picture  # noqa: F401  (moved; kept importable here)
 from causalrec_assets.registry import get_registry
 
 OWNERS = ["team:causalrec"]
@@ -88,6 +88,11 @@ def table(frame: pl.DataFrame, rows: int = 20) -> dg.TableMetadataValue:
     head = frame.head(rows)
     records = [dg.TableRecord({k: _cell(v) for k, v in r.items()}) for r in head.iter_rows(named=True)]
     return dg.MetadataValue.table(records, schema=column_schema(head).schema)
+
+
+def picture(png: bytes, title: str) -> dg.MetadataValue:
+    """A PNG as Markdown metadata (the Dagster UI renders the embedded image)."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def markdown(frame: pl.DataFrame, rows: int = 20) -> dg.MetadataValue:

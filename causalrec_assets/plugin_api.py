@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 import dagster as dg
 
-PLUGIN_API_VERSION = "1.6"
+PLUGIN_API_VERSION = "1.7"
 
 STAGES: tuple[str, ...] = ("ingest", "validate", "embed", "structure", "effects", "ranking")
 
@@ -137,17 +137,36 @@ def deprecated(since: str, removed_in: str, instead: str = "") -> Callable[[_F],
 # Each stage's protocol lives in its own package, ``causalrec_assets.stages.<stage>.protocol``
 # (since plugin API 1.2). The names stay importable from here, as before, so plugins written
 # for 1.0 and 1.1 keep working unchanged; they are resolved on first use, which keeps this
-# module free of the stage packages at import time.
+# module free of the stage packages at import time. Since 1.7 this module is the one place a
+# plugin imports the framework from (with ``causalrec_assets.contracts``): the helper bases
+# rankers and structure learners build on, and the registry for plugins that delegate, are
+# exported here too; the logic itself is in ``causalrec_toolkit``.
 
 _STAGE_NAMES: dict[str, tuple[str, ...]] = {
     "ingest": ("Dataset", "GroundTruth", "IngestPlugin"),
     "validate": ("ExpectationOutcome", "ValidationOutcome", "ValidatePlugin"),
     "embed": ("EmbedPlugin",),
-    "structure": ("Knowledge", "StructurePlugin"),
+    "structure": ("Edge", "Knowledge", "StructurePlugin"),
     "effects": ("PairFeatures", "EffectInputs", "EFFECT_COLUMNS", "EffectsPlugin"),
-    "ranking": ("RankingInputs", "RankingOutput", "RankingPlugin", "Ranker"),
+    "ranking": ("RankingInputs", "RankingOutput", "RankingPlugin", "Ranker", "TopKConfig"),
 }
-_HOME = {name: stage for stage, names in _STAGE_NAMES.items() for name in names}
+_HELPER_NAMES: dict[str, tuple[str, ...]] = {
+    "causalrec_assets.candidates": ("ProfileRanker", "ScoredRanker", "ScoringRanker", "StreamingTopK"),
+    "causalrec_assets.retrieval": ("CandidateConfig", "CandidateRanker"),
+    "causalrec_assets.stages.structure.knowledge": (
+        "KnowledgeConfig",
+        "KnowledgeError",
+        "check_static",
+        "combine",
+        "search_space",
+    ),
+    "causalrec_assets.stages.structure.stability": ("StabilityConfig",),
+    "causalrec_assets.registry": ("PluginError", "get_registry"),
+}
+_HOME = {
+    **{name: f"causalrec_assets.stages.{stage}.protocol" for stage, names in _STAGE_NAMES.items() for name in names},
+    **{name: module for module, names in _HELPER_NAMES.items() for name in names},
+}
 
 
 def stage_bases() -> dict[str, type[Plugin]]:
@@ -160,10 +179,10 @@ def __getattr__(name: str) -> Any:
 
     if name == "STAGE_BASES":
         return stage_bases()
-    stage = _HOME.get(name)
-    if stage is None:
+    module = _HOME.get(name)
+    if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"causalrec_assets.stages.{stage}.protocol"), name)
+    return getattr(importlib.import_module(module), name)
 
 
 def __dir__() -> list[str]:

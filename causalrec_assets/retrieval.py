@@ -37,8 +37,8 @@ from pydantic import Field
 from causalrec_assets.candidates import ScoringRanker, StreamingTopK, restricted, scores_of, unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.stages.ranking.protocol import TopKConfig
-from causalrec_assets.variables import unit_rows
-from causalrec_resources.compute import stable_hash
+from causalrec_toolkit.tables import mix, stable_hash
+from causalrec_toolkit.variables import unit_rows
 
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
 
@@ -156,13 +156,6 @@ def neighbour_items(
     )
     pairs = pl.DataFrame({"user_id": taste["user_id"], "_rep": sampled_taste["user_id"].gather(nearest)})
     return pairs.join(top, on="_rep").select("user_id", "item_id")
-
-
-def mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: well-spread 64-bit integers from any 64-bit integers."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def random_items(users: pl.DataFrame, items: pl.DataFrame, count: int, seed: int) -> pl.DataFrame:

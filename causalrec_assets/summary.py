@@ -45,7 +45,7 @@ def summarise(root: Path, users: int = 3) -> str:
     truth_uplift = root / "true_uplift.parquet"
     if truth_uplift.exists():
         from causalrec_assets.candidates import unseen_pairs
-        from causalrec_assets.evaluation import uplift_capture
+        from causalrec_toolkit.evaluation import uplift_capture
 
         candidates = unseen_pairs(
             pl.read_parquet(root / "users.parquet"),
@@ -77,8 +77,8 @@ def policy_value_lines(root: Path) -> list[str]:
         return []
     truth_file = root / "true_uplift.parquet"
     if truth_file.exists():
-        from causalrec_assets.variables import binarise_threshold
         from causalrec_toolkit import value_of_lists
+        from causalrec_toolkit.variables import binarise_threshold
 
         interactions = pl.read_parquet(root / "interactions.parquet")
         values = value_of_lists(

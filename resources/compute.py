@@ -19,39 +19,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import dagster as dg
-import numpy as np
-import polars as pl
 from pydantic import Field
 
 from causalrec_resources.settings import COMPUTE_ENGINES, current_settings
+from causalrec_toolkit.tables import split_by_user, stable_hash, user_shards  # noqa: F401  (re-exported)
 
 _CLIENTS: list[Any] = []  # the Dask clients this process made (one per cluster or address)
-
-
-def stable_hash(values: pl.Series, salt: int = 0) -> np.ndarray:
-    """A 64-bit hash of each value's text (md5: the same in every process, version and machine)."""
-    import hashlib
-
-    digests = [hashlib.md5(f"{salt}:{v}".encode()).digest()[:8] for v in values.to_list()]
-    return np.frombuffer(b"".join(digests), dtype=np.uint64).copy() if digests else np.zeros(0, dtype=np.uint64)
-
-
-def user_shards(user_ids: pl.Series, shards: int) -> pl.Series:
-    """Which of ``shards`` partitions each user belongs to: a hash of the id's text, stable
-    across processes, versions and machines (unlike Python's or Polars' own hash)."""
-    return pl.Series("_shard", (stable_hash(user_ids) % np.uint64(max(shards, 1))).astype(np.int64))
-
-
-def split_by_user(frame: pl.DataFrame, shard_of: pl.DataFrame, shards: int) -> Iterator[pl.DataFrame]:
-    """``frame``'s rows in ``shards`` parts by their user's shard (``shard_of``: ``user_id,
-    _shard``), each part in ``frame``'s order, one part at a time (a part is copied when it is
-    reached, so only one is in memory beside the frame); rows of users ``shard_of`` lacks go
-    to shard 0."""
-    tagged = frame.join(shard_of, on="user_id", how="left", maintain_order="left").select(
-        pl.col("_shard").fill_null(0)
-    )["_shard"]
-    for s in range(shards):
-        yield frame.filter(tagged == s)
 
 
 @functools.cache

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from causalrec_assets.bayesnet import fit_network
 from causalrec_assets.contracts import harmonise_id_types, test_rows, train_rows
 from causalrec_assets.embeddings import embedding_frame, item_texts
-from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.stages.effects.protocol import EffectInputs
 from causalrec_assets.stages.ingest.protocol import Dataset
 from causalrec_assets.stages.ranking.protocol import RankingInputs
-from causalrec_assets.variables import OUTCOME, TREATMENT, VariableEncoder
 from causalrec_plugins.ingest.scenarios import CATEGORY_WORDS, category_of, draw_world
+from causalrec_toolkit.bayesnet import fit_network
+from causalrec_toolkit.features import PairFeaturizer
+from causalrec_toolkit.variables import OUTCOME, TREATMENT, VariableEncoder
 
 
 def category_embeddings(items: pl.DataFrame, seed: int = 0, noise: float = 0.3) -> pl.DataFrame:

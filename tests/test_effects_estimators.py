@@ -13,7 +13,6 @@ import pytest
 from causal_worlds import CONFOUNDERS, Prepared, scenario
 
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
@@ -29,6 +28,7 @@ from causalrec_plugins.effects.single import (
     SNIPSEffects,
     WithinUserEffects,
 )
+from causalrec_toolkit.features import PairFeaturizer
 
 PLUGINS = {  # entry-point name -> class (as pyproject.toml registers them)
     "dr_learner": DRLearnerEffects,

@@ -15,17 +15,17 @@ import polars as pl
 import pytest
 from causal_worlds import CONFOUNDERS, Prepared, prepare
 
-from causalrec_assets.bayesnet import cpds_to_frame, fit_network
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.effects import assets as effects_stage
 from causalrec_assets.stages.effects.protocol import EffectInputs
-from causalrec_assets.stages.effects.refutation import MISSPECIFIED, REFUTERS, UNOBSERVED, run_refutations
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
 from causalrec_plugins.effects.single import IPSEffects, NaiveEffects
 from causalrec_plugins.ingest.scenarios import attribute_world, sample_world
 from causalrec_resources.compute import ComputeResource
 from causalrec_resources.storage import CausalrecIOManager
 from causalrec_resources.variables import CausalVariablesResource
+from causalrec_toolkit.bayesnet import cpds_to_frame, fit_network
+from causalrec_toolkit.refutation import MISSPECIFIED, REFUTERS, UNOBSERVED, run_refutations
 
 QUICK = BackdoorConfig(network_bootstrap=4)
 

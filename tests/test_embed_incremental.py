@@ -13,7 +13,6 @@ import pytest
 from test_embed_onnx import tiny_bert  # noqa: F401  (the session's tiny random encoder)
 
 from causalrec_assets import embeddings as emb
-from causalrec_assets.embedding_store import EmbeddingStore
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.publish import build_publish_asset
 from causalrec_assets.stages.embed import assets as embed_stage
@@ -21,6 +20,7 @@ from causalrec_plugins.embed import onnx_encoder
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
 from causalrec_resources.defaults import default_resources
 from causalrec_resources.storage import CausalrecIOManager
+from causalrec_toolkit.embedding_store import EmbeddingStore
 
 WORDS = "the a cat dog sat on mat movie good bad red shoe run item price cheap".split()
 

@@ -20,11 +20,11 @@ from onnx import TensorProto, helper
 from test_embed_onnx import tiny_bert  # noqa: F401  (the session's tiny random encoder)
 
 from causalrec_assets import embeddings as emb
-from causalrec_assets.embedding_store import EmbeddingStore
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_plugins.embed import onnx_export
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
 from causalrec_resources import onnx_runtime
+from causalrec_toolkit.embedding_store import EmbeddingStore
 from causalrec_toolkit.files import sha256_file
 
 TEXTS = ["a cheap red shoe", "the cat sat on the mat", "movie", "good dogs running", ""]

@@ -9,8 +9,8 @@ import pytest
 from causal_worlds import scenario
 
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.features import HAS_TASTE, HISTORY, PairFeaturizer, as_pair_features, feature_groups
-from causalrec_assets.variables import AFFINITY, log_halves
+from causalrec_toolkit.features import HAS_TASTE, HISTORY, PairFeaturizer, as_pair_features, feature_groups
+from causalrec_toolkit.variables import AFFINITY, log_halves
 
 
 @pytest.fixture(scope="module")

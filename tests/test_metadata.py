@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from causalrec_assets import metadata as md
-from causalrec_assets.evaluation import evaluate, evaluation_report, fits_ranking, ranking_target
 from causalrec_assets.stages.effects.assets import known_true_ate
+from causalrec_toolkit.evaluation import evaluate, evaluation_report, fits_ranking, ranking_target
 
 
 def test_rounded_keeps_four_significant_digits_everywhere() -> None:

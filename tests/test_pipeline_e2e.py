@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 from causalrec_assets.candidates import unseen_pairs
-from causalrec_assets.evaluation import uplift_capture
 from causalrec_assets.publish import PUBLISH_ASSET
+from causalrec_toolkit.evaluation import uplift_capture
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 

@@ -8,7 +8,7 @@ import math
 import polars as pl
 import pytest
 
-from causalrec_assets.evaluation import evaluate, evaluation_plot, relevance_thresholds
+from causalrec_toolkit.evaluation import evaluate, evaluation_plot, relevance_thresholds
 
 # user a: ratings 5, 3, 1; user b: 2, 1 (nothing >= 3); user c: 4, 3.
 RATINGS = pl.DataFrame(

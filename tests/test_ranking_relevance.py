@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrec_assets.evaluation import evaluate
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.ranking.protocol import RankingInputs
 from causalrec_plugins.ranking.causal_rank import CausalRanking
@@ -23,6 +22,7 @@ from causalrec_plugins.ranking.relevance_model import (
     validation_split,
 )
 from causalrec_plugins.ranking.relevance_rank import RelevanceRanking
+from causalrec_toolkit.evaluation import evaluate
 
 GENRES = ["drama", "comedy", "horror"]
 
@@ -176,7 +176,7 @@ def poisoned(tables: dict[str, pl.DataFrame], seed: int = 1) -> dict[str, pl.Dat
     ids=["relevance_ips", "relevance_dr", "popularity"],
 )
 def test_poisoned_test_labels_leave_training_unchanged(ratings, plugin) -> None:
-    from causalrec_assets.variables import VariableEncoder
+    from causalrec_toolkit.variables import VariableEncoder
 
     outs = []
     for tables in (ratings, poisoned(ratings)):
@@ -190,9 +190,9 @@ def test_poisoned_test_labels_leave_training_unchanged(ratings, plugin) -> None:
 
 
 def test_poisoned_test_slice_leaves_the_uplift_ranker_unchanged(small_world) -> None:
-    from causalrec_assets.bayesnet import fit_network
     from causalrec_assets.contracts import train_rows
-    from causalrec_assets.variables import VariableEncoder
+    from causalrec_toolkit.bayesnet import fit_network
+    from causalrec_toolkit.variables import VariableEncoder
 
     outs = []
     tables = {"users": small_world.users, "items": small_world.items, "interactions": small_world.interactions}

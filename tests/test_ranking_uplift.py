@@ -9,18 +9,18 @@ import polars as pl
 import pytest
 from causal_worlds import CONFOUNDERS, scenario
 
-from causalrec_assets.bayesnet import fit_network
 from causalrec_assets.candidates import profile_top_k, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.evaluation import evaluate, uplift_capture
-from causalrec_assets.features import PairFeaturizer
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.ranking.protocol import RankingInputs
-from causalrec_assets.variables import VariableEncoder
 from causalrec_plugins.ingest.simulator import TOPICS, SimulatorConfig, simulate
 from causalrec_plugins.ranking.popularity import PopularityRanking
 from causalrec_plugins.ranking.relevance_rank import RelevanceRanking
 from causalrec_plugins.ranking.uplift_rank import UpliftConfig, UpliftRanking, personal_uplift_model
+from causalrec_toolkit.bayesnet import fit_network
+from causalrec_toolkit.evaluation import evaluate, uplift_capture
+from causalrec_toolkit.features import PairFeaturizer
+from causalrec_toolkit.variables import VariableEncoder
 
 
 def topic_of(text: str) -> str:

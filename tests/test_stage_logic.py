@@ -14,7 +14,19 @@ from pgmpy.factors.discrete import TabularCPD
 from pgmpy.inference import VariableElimination
 from pgmpy.utils import get_example_model
 
-from causalrec_assets.bayesnet import (
+from causalrec_assets.candidates import top_k, unseen_pairs
+from causalrec_assets.embeddings import item_texts, user_profiles
+from causalrec_assets.plugin_api import PluginContext
+from causalrec_assets.publish import build_publish_asset, publish_finished_run
+from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
+from causalrec_assets.stages.ranking.protocol import RankingInputs
+from causalrec_assets.stages.structure.protocol import Knowledge
+from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
+from causalrec_plugins.ingest.simulator import SimulatorConfig, simulate
+from causalrec_plugins.ranking.causal_rank import CausalRanking
+from causalrec_plugins.structure.hill_climb import HillClimbStructure
+from causalrec_resources.storage import CausalrecIOManager
+from causalrec_toolkit.bayesnet import (
     adjustment_set,
     as_network,
     cpds_to_frame,
@@ -22,21 +34,9 @@ from causalrec_assets.bayesnet import (
     frame_to_network,
     interventional,
 )
-from causalrec_assets.candidates import top_k, unseen_pairs
-from causalrec_assets.embeddings import item_texts, user_profiles
-from causalrec_assets.evaluation import evaluate, ndcg_recall_at_k, uplift_curve_metrics
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.publish import build_publish_asset, publish_finished_run
-from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
-from causalrec_assets.stages.ranking.protocol import RankingInputs
-from causalrec_assets.stages.structure.protocol import Knowledge
-from causalrec_assets.topics import choose_topics, item_topics
-from causalrec_assets.variables import MISSING, POPULARITY, VariableEncoder, binarise_threshold
-from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
-from causalrec_plugins.ingest.simulator import SimulatorConfig, simulate
-from causalrec_plugins.ranking.causal_rank import CausalRanking
-from causalrec_plugins.structure.hill_climb import HillClimbStructure
-from causalrec_resources.storage import CausalrecIOManager
+from causalrec_toolkit.evaluation import evaluate, ndcg_recall_at_k, uplift_curve_metrics
+from causalrec_toolkit.topics import choose_topics, item_topics
+from causalrec_toolkit.variables import MISSING, POPULARITY, VariableEncoder, binarise_threshold
 from tests.conftest import published_files
 
 SMALL_WORLD = dict(n_users=300, n_items=60, n_topics=4, pairs_per_user=20, test_pairs_per_user=10)

@@ -10,16 +10,8 @@ import polars as pl
 import pytest
 from scipy.stats import chi2, chi2_contingency
 
-from causalrec_assets.bayesnet import cpds_to_frame, fit_network
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.structure import assets as stage
-from causalrec_assets.stages.structure.counts import (
-    count_table,
-    g_test,
-    resample_counts,
-    rows_of,
-    sharded_count_table,
-)
 from causalrec_assets.stages.structure.protocol import COUNT
 from causalrec_assets.stages.structure.stability import edge_stability
 from causalrec_plugins.structure.ges import GESStructure
@@ -27,6 +19,14 @@ from causalrec_plugins.structure.hill_climb import HillClimbStructure
 from causalrec_plugins.structure.mmhc import MMHCStructure
 from causalrec_plugins.structure.pc import PCStructure
 from causalrec_resources.compute import ComputeResource
+from causalrec_toolkit.bayesnet import cpds_to_frame, fit_network
+from causalrec_toolkit.counts import (
+    count_table,
+    g_test,
+    resample_counts,
+    rows_of,
+    sharded_count_table,
+)
 from tests.test_structure_stage import world_variables
 
 

@@ -21,10 +21,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
-from causalrec_assets.bayesnet import fit_network
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.effects.protocol import EffectInputs
-from causalrec_assets.stages.structure.counts import count_table
+from causalrec_assets.plugin_api import EffectInputs, PluginContext
 from causalrec_plugins.effects.common import (
     AdjustedEffects,
     NetworkConfig,
@@ -42,6 +39,8 @@ from causalrec_plugins.effects.estimators import (
     fit_estimate,
 )
 from causalrec_plugins.effects.headline import choose_headline, slice_estimate
+from causalrec_toolkit.bayesnet import fit_network
+from causalrec_toolkit.counts import count_table
 
 ESTIMATORS = ("dr_learner", "within_user", "causal_forest", "linear_dml", "snips", "ips", "bn_do_query", "naive")
 DEFAULT_ESTIMATORS = ["dr_learner", "within_user", "bn_do_query", "snips", "ips", "naive"]

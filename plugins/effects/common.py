@@ -9,11 +9,10 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from causalrec_assets.bayesnet import adjustment_set, fit_network, interventional
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs, EffectsPlugin
-from causalrec_assets.stages.structure.counts import count_table, resample_counts
+from causalrec_assets.plugin_api import EFFECT_COLUMNS, EffectInputs, EffectsPlugin, PluginConfig, PluginContext
 from causalrec_plugins.effects.estimators import Estimate
+from causalrec_toolkit.bayesnet import adjustment_set, fit_network, interventional
+from causalrec_toolkit.counts import count_table, resample_counts
 
 SCHEMA_OVERRIDES = {"estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}
 

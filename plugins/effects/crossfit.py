@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from causalrec_assets.retrieval import mix
-from causalrec_assets.sampling import sample_rows
 from causalrec_resources.compute import ComputeResource, local_compute
+from causalrec_toolkit.sampling import sample_rows
+from causalrec_toolkit.tables import mix
 
 Z95 = 1.959963984540054
 EXTREME = 0.05  # a propensity outside [EXTREME, 1 - EXTREME] counts as extreme

@@ -34,9 +34,7 @@ import polars as pl
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from causalrec_assets.plugin_api import PluginConfig
-from causalrec_assets.stages.effects.protocol import EffectInputs
-from causalrec_assets.variables import ITEM_CELL, TOPIC
+from causalrec_assets.plugin_api import EffectInputs, PluginConfig
 from causalrec_plugins.effects.crossfit import CrossFitted, DoublyRobustSums, cross_fit, doubly_robust_sums, user_folds
 from causalrec_plugins.effects.nuisance import (
     NUISANCE_HELP,
@@ -49,6 +47,7 @@ from causalrec_plugins.effects.nuisance import (
 )
 from causalrec_resources.compute import ComputeResource
 from causalrec_resources.onnx_runtime import available_cores
+from causalrec_toolkit.variables import ITEM_CELL, TOPIC
 
 Z95 = 1.959963984540054
 

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from causalrec_assets.stages.effects.protocol import PairFeatures
+from causalrec_assets.plugin_api import PairFeatures
 from causalrec_plugins.effects.crossfit import EXTREME
 from causalrec_plugins.effects.estimators import Estimate
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from causalrec_assets.sampling import FIT_ROWS
+from causalrec_toolkit.sampling import FIT_ROWS
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.utils.metaestimators import available_if
 
-from causalrec_assets.sampling import FIT_ROWS, sample_rows
+from causalrec_toolkit.sampling import FIT_ROWS, sample_rows
 
 
 class OnSample(MetaEstimatorMixin, BaseEstimator):

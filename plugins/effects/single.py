@@ -7,8 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.effects.protocol import EffectInputs
+from causalrec_assets.plugin_api import EffectInputs, PluginContext
 from causalrec_plugins.effects.backdoor import BackdoorConfig, BackdoorEffects
 from causalrec_plugins.effects.common import AdjustedEffects, NetworkConfig, estimate_row, network_rows
 from causalrec_plugins.effects.estimators import EstimatorConfig, effect_data, fit_estimate

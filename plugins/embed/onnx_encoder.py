@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.embed.protocol import EmbedPlugin
+from causalrec_assets.plugin_api import EmbedPlugin, PluginConfig, PluginContext
 from causalrec_plugins.embed import onnx_export, quantize
 from causalrec_plugins.embed.batching import Batch, chunk_batches, clean_texts, stream_batches
 from causalrec_plugins.embed.probe_texts import probe_texts

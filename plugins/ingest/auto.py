@@ -11,9 +11,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.registry import PluginError, get_registry
-from causalrec_assets.stages.ingest.protocol import Dataset, IngestPlugin
+from causalrec_assets.plugin_api import Dataset, IngestPlugin, PluginConfig, PluginContext, PluginError, get_registry
 from causalrec_plugins.ingest.layout import PLUGIN_FOR_LAYOUT, detect_layout
 from causalrec_plugins.ingest.simulator import SimulatorConfig
 from causalrec_resources.settings import current_settings

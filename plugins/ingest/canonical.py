@@ -11,8 +11,7 @@ import polars as pl
 from pydantic import Field
 
 from causalrec_assets.contracts import TABLES, DataContractError, harmonise_id_types
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.ingest.protocol import Dataset, IngestPlugin
+from causalrec_assets.plugin_api import Dataset, IngestPlugin, PluginConfig, PluginContext
 from causalrec_plugins.ingest.readers import find_table, read_table, resolve_dir, scan_table, table_candidates
 
 

@@ -16,8 +16,7 @@ import polars as pl
 from pydantic import Field
 
 from causalrec_assets.contracts import DataContractError
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.ingest.protocol import Dataset, IngestPlugin
+from causalrec_assets.plugin_api import Dataset, IngestPlugin, PluginConfig, PluginContext
 from causalrec_plugins.ingest.readers import read_ascii_matrix, read_lines, require_file, resolve_dir
 
 FEATURES_DIR = "user_item_features"

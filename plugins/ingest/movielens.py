@@ -12,8 +12,7 @@ import polars as pl
 from pydantic import Field
 
 from causalrec_assets.contracts import DataContractError
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.ingest.protocol import Dataset, IngestPlugin
+from causalrec_assets.plugin_api import Dataset, IngestPlugin, PluginConfig, PluginContext
 from causalrec_plugins.ingest.readers import read_delimited, read_lines, require_file, resolve_dir
 
 ITEM_FIELDS = ["item_id", "title", "release_date", "video_release_date", "imdb_url"]

@@ -34,8 +34,8 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtri
 
-from causalrec_assets.retrieval import mix
-from causalrec_assets.stages.ingest.protocol import Dataset, GroundTruth
+from causalrec_assets.plugin_api import Dataset, GroundTruth
+from causalrec_toolkit.tables import mix
 
 Scenario = Literal["interaction", "numeric", "taste", "hidden", "null", "negative", "strong", "continuous"]
 SCENARIOS: tuple[str, ...] = Scenario.__args__  # type: ignore[attr-defined]

@@ -16,8 +16,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.ingest.protocol import Dataset, GroundTruth, IngestPlugin
+from causalrec_assets.plugin_api import Dataset, GroundTruth, IngestPlugin, PluginConfig, PluginContext
 from causalrec_plugins.ingest.scenarios import (
     DENSE_PAIRS,
     SCENARIOS,

@@ -10,9 +10,7 @@ weights, chosen on a validation split of the training log.
 
 from __future__ import annotations
 
-from causalrec_assets.candidates import ScoredRanker
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingPlugin
+from causalrec_assets.plugin_api import PluginContext, Ranker, RankingInputs, RankingPlugin, ScoredRanker
 from causalrec_plugins.ranking.relevance_rank import RelevanceParams, fit_relevance
 from causalrec_plugins.ranking.uplift_rank import UpliftConfig, has_unexposed_outcomes, uplift_ranker, uplift_scorer
 

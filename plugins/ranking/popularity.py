@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from causalrec_assets.candidates import ProfileRanker
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingPlugin, TopKConfig
+from causalrec_assets.plugin_api import PluginContext, ProfileRanker, Ranker, RankingInputs, RankingPlugin, TopKConfig
 
 
 class PopularityConfig(TopKConfig):

@@ -17,11 +17,9 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from causalrec_assets.candidates import ScoredRanker
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingPlugin, TopKConfig
-from causalrec_assets.variables import OUTCOME, TREATMENT
+from causalrec_assets.plugin_api import PluginContext, Ranker, RankingInputs, RankingPlugin, ScoredRanker, TopKConfig
+from causalrec_toolkit.variables import OUTCOME, TREATMENT
 
 
 class RelevanceParams(TopKConfig):

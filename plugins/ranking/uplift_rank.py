@@ -3,7 +3,7 @@ E[y | do(not shown), x], for logs that record outcomes of unexposed pairs too.
 
 x describes the pair as the data has it: the user's taste (the mean text embedding of what
 they engaged with, cross-fitted), the item's text components, their affinity, and the
-attributes of both (see ``causalrec_assets.features``). By default the uplift is EconML's DR
+attributes of both (see ``causalrec_toolkit.features``). By default the uplift is EconML's DR
 learner: doubly robust pseudo-outcomes from boosted, cross-fitted propensity and outcome
 models, regressed on x by a shallow boosted model, so two users with the same attributes get
 different lists when their histories differ. The Bayesian network's do-query is the
@@ -20,18 +20,24 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from causalrec_assets.bayesnet import adjustment_set, interventional
-from causalrec_assets.candidates import ProfileRanker, ScoredRanker
 from causalrec_assets.contracts import train_rows
-from causalrec_assets.features import PairFeaturizer, feature_groups
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.retrieval import CandidateConfig, CandidateRanker
-from causalrec_assets.sampling import sample_rows
-from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingPlugin
-from causalrec_assets.variables import OUTCOME, TREATMENT
+from causalrec_assets.plugin_api import (
+    CandidateConfig,
+    CandidateRanker,
+    PluginContext,
+    ProfileRanker,
+    Ranker,
+    RankingInputs,
+    RankingPlugin,
+    ScoredRanker,
+)
 from causalrec_plugins.effects.estimators import EffectData, EstimatorConfig, fitting, with_cell
 from causalrec_plugins.effects.nuisance import effect_model, nuisance_models
+from causalrec_toolkit.bayesnet import adjustment_set, interventional
 from causalrec_toolkit.explain import MAX_GROUPS, column_groups, group_shapley, top_contributions
+from causalrec_toolkit.features import PairFeaturizer, feature_groups
+from causalrec_toolkit.sampling import sample_rows
+from causalrec_toolkit.variables import OUTCOME, TREATMENT
 
 UpliftModel = Literal["dr_learner", "bn_do_query"]
 UPLIFT_MODEL_HELP = (

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import networkx as nx
 import polars as pl
 
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import COUNT, Edge, Knowledge, StructurePlugin
+from causalrec_assets.plugin_api import Edge, Knowledge, PluginContext, StructurePlugin
 from causalrec_plugins.structure.knowledge import KnowledgeError, LearnerConfig
 from causalrec_plugins.structure.table import CodedTable, coded_table
+from causalrec_toolkit.counts import COUNT
 
 
 class CausalrecStructure(StructurePlugin):

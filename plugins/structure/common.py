@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Edge, Knowledge
+from causalrec_assets.plugin_api import Edge, Knowledge, PluginContext
 from causalrec_plugins.structure.knowledge import LearnerConfig
 from causalrec_plugins.structure.orient import pdag_edges
 from causalrec_plugins.structure.table import CodedTable

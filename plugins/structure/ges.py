@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Edge, Knowledge
+from causalrec_assets.plugin_api import Edge, Knowledge, PluginContext
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import ScoreConfig, expert_knowledge
 from causalrec_plugins.structure.orient import pdag_edges, to_dag

@@ -30,8 +30,7 @@ import networkx as nx
 import numpy as np
 from pydantic import Field
 
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Edge, Knowledge
+from causalrec_assets.plugin_api import Edge, Knowledge, PluginContext
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge, run_pc
 from causalrec_plugins.structure.knowledge import search_space

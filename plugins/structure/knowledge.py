@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from causalrec_assets.stages.structure.knowledge import (
+from causalrec_assets.plugin_api import (
     KnowledgeConfig,
     KnowledgeError,
+    StabilityConfig,
     check_static,
     combine,
     search_space,
 )
-from causalrec_assets.stages.structure.stability import StabilityConfig
 
 __all__ = ["KnowledgeError", "LearnerConfig", "check_static", "combine", "search_space"]
 

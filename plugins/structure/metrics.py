@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from pgmpy.metrics import SHD
 
-from causalrec_assets.stages.structure.protocol import Edge
+from causalrec_assets.plugin_api import Edge
 from causalrec_plugins.structure.orient import as_dag
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import TYPE_CHECKING
 
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Edge, Knowledge
+from causalrec_assets.plugin_api import Edge, Knowledge, PluginContext
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import CITestConfig, TabuSearchConfig, expert_knowledge
 from causalrec_plugins.structure.table import CodedTable

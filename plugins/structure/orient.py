@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from causalrec_assets.stages.structure.protocol import Edge, Knowledge
+from causalrec_assets.plugin_api import Edge, Knowledge
 
 if TYPE_CHECKING:
     from pgmpy.base import DAG

@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from causalrec_assets.plugin_api import PluginContext
-from causalrec_assets.stages.structure.protocol import Edge, Knowledge
+from causalrec_assets.plugin_api import Edge, Knowledge, PluginContext
 from causalrec_plugins.structure.base import CausalrecStructure
 from causalrec_plugins.structure.common import CITestConfig, run_pc
 from causalrec_plugins.structure.orient import to_dag

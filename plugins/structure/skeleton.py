@@ -20,7 +20,7 @@ import numpy as np
 from pgmpy.base import PDAG, UndirectedGraph
 from pgmpy.causal_discovery import PC
 
-from causalrec_assets.stages.structure.protocol import Edge, Knowledge
+from causalrec_assets.plugin_api import Edge, Knowledge
 from causalrec_plugins.structure.orient import orient
 
 

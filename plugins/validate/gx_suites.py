@@ -24,8 +24,13 @@ from causalrec_assets.contracts import (
     TIMESTAMP_MAX,
     TIMESTAMP_MIN,
 )
-from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.validate.protocol import ExpectationOutcome, ValidatePlugin, ValidationOutcome
+from causalrec_assets.plugin_api import (
+    ExpectationOutcome,
+    PluginConfig,
+    PluginContext,
+    ValidatePlugin,
+    ValidationOutcome,
+)
 from causalrec_plugins.validate.gx_batches import BATCH_ROWS, MIN_BATCH_ROWS, TRAIN_ROWS, Verdict, validate_frame
 
 if TYPE_CHECKING:

@@ -22,10 +22,10 @@ from causalrec_assets.registry import get_registry
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.effects.inputs import effect_inputs
 from causalrec_assets.stages.effects.protocol import EffectInputs, EffectsPlugin
-from causalrec_assets.stages.effects.refutation import REFUTATION_ROWS, REFUTERS, adjusted_rows, run_refutations
 from causalrec_resources.compute import ComputeResource
 from causalrec_resources.settings import current_settings
 from causalrec_toolkit import Sensitivity, sensitivity
+from causalrec_toolkit.refutation import REFUTATION_ROWS, REFUTERS, adjusted_rows, run_refutations
 
 EffectsStageConfig = stage_config_class("effects")
 BLOCKING = current_settings().refutation == "block"

@@ -20,7 +20,7 @@ from causalrec_assets.stages.conformance import (
     frame_difference,
 )
 from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
-from causalrec_assets.variables import OUTCOME, TREATMENT
+from causalrec_toolkit.variables import OUTCOME, TREATMENT
 
 STAGE = "effects"
 

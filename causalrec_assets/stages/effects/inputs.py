@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from causalrec_assets.bayesnet import frame_to_network
-from causalrec_assets.features import as_pair_features
 from causalrec_assets.stages.effects.protocol import EffectInputs
-from causalrec_assets.variables import OUTCOME, binarise_threshold
+from causalrec_toolkit.bayesnet import frame_to_network
+from causalrec_toolkit.features import as_pair_features
+from causalrec_toolkit.variables import OUTCOME, binarise_threshold
 
 
 def effect_inputs(

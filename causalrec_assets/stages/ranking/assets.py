@@ -1,6 +1,5 @@
 """The ranking stage: recommendations and test-slice scores, and their evaluation."""
 
-import base64
 import time
 
 import dagster as dg
@@ -10,7 +9,6 @@ from pydantic import Field
 from causalrec_assets import metadata as md
 from causalrec_assets.contracts import with_default_split
 from causalrec_assets.encoding import VariableEncoding
-from causalrec_assets.evaluation import TARGET_NOTES, evaluate, evaluation_plot, evaluation_report, ranking_target
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.effects.assets import REFUTED
@@ -18,9 +16,10 @@ from causalrec_assets.stages.ranking.batches import rank_with
 from causalrec_assets.stages.ranking.explanations import explain_recommendations
 from causalrec_assets.stages.ranking.inputs import ranking_inputs
 from causalrec_assets.stages.ranking.protocol import RankingPlugin
-from causalrec_assets.variables import binarise_threshold
 from causalrec_resources.compute import ComputeResource
 from causalrec_toolkit import modifier_plot, policy_value_plot, value_of_lists
+from causalrec_toolkit.evaluation import TARGET_NOTES, evaluate, evaluation_plot, evaluation_report, ranking_target
+from causalrec_toolkit.variables import binarise_threshold
 
 RankingStageConfig = stage_config_class("ranking")
 RANKING_KINDS = {"econml", "pgmpy"}
@@ -103,8 +102,7 @@ def ranking(
     meta = {**made_by, "explained": note, "seconds": md.rounded(time.perf_counter() - start)}
     picture = modifier_plot(reasons)
     if picture is not None:
-        encoded = base64.b64encode(picture).decode()
-        meta["plot"] = dg.MetadataValue.md(f"![effect modifiers](data:image/png;base64,{encoded})")
+        meta["plot"] = md.picture(picture, "effect modifiers")
     yield dg.Output(reasons, "explanations", metadata={**meta, **md.table_metadata(reasons, preview=15)})
 
 
@@ -138,7 +136,7 @@ def evaluation(interactions: pl.DataFrame, test_scores: pl.DataFrame) -> dg.Outp
         "why": TARGET_NOTES[target],
     }
     if picture is not None:
-        meta["plot"] = dg.MetadataValue.md(f"![evaluation](data:image/png;base64,{base64.b64encode(picture).decode()})")
+        meta["plot"] = md.picture(picture, "evaluation")
     else:
         meta["note"] = "no split = test rows: nothing to evaluate on"
     meta["table"] = md.table(report, rows=60)
@@ -174,9 +172,7 @@ def policy_value(config: PolicyValueConfig, interactions: pl.DataFrame, test_sco
     meta["summary"] = value_sentence(table)
     picture = policy_value_plot(table)
     if picture is not None:
-        meta["plot"] = dg.MetadataValue.md(
-            f"![policy value](data:image/png;base64,{base64.b64encode(picture).decode()})"
-        )
+        meta["plot"] = md.picture(picture, "policy value")
     meta["table"] = md.table(table.drop("true_value"), rows=40)
     return dg.Output(table, metadata=meta)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from causalrec_assets.bayesnet import frame_to_network, network_edges
 from causalrec_assets.contracts import with_default_split
 from causalrec_assets.encoding import VariableEncoding
 from causalrec_assets.stages.ranking.protocol import RankingInputs
+from causalrec_toolkit.bayesnet import frame_to_network, network_edges
 
 
 def ranking_inputs(

@@ -7,20 +7,20 @@ import dagster as dg
 import polars as pl
 
 from causalrec_assets import metadata as md
-from causalrec_assets.bayesnet import adjustment_set, cpds_to_frame, fit_network
 from causalrec_assets.encoding import encode_log
-from causalrec_assets.graph_picture import causal_paths, graph_picture
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
-from causalrec_assets.stages.structure.counts import count_table, g_test, sharded_count_table
 from causalrec_assets.stages.structure.knowledge import stage_knowledge
 from causalrec_assets.stages.structure.protocol import Edge, Knowledge, StructurePlugin
 from causalrec_assets.stages.structure.stability import Stability, StabilityConfig, edge_stability, stability_config
-from causalrec_assets.topics import item_topics as cluster_topics
-from causalrec_assets.variables import AFFINITY, OUTCOME, TREATMENT
 from causalrec_resources.compute import ComputeResource
 from causalrec_resources.variables import CausalVariablesResource
+from causalrec_toolkit.bayesnet import adjustment_set, cpds_to_frame, fit_network
+from causalrec_toolkit.counts import count_table, g_test, sharded_count_table
+from causalrec_toolkit.graph_picture import causal_paths, render_png
+from causalrec_toolkit.topics import item_topics as cluster_topics
+from causalrec_toolkit.variables import AFFINITY, OUTCOME, TREATMENT
 
 StructureStageConfig = stage_config_class("structure")
 
@@ -70,7 +70,7 @@ def variables(
     pair (attributes with numbers binned, derived variables: topic, popularity, cross-fitted
     affinity; exposure, binarised outcome); and ``pair_features``, every logged pair with the
     data as it is (numbers as numbers, categorical codes, the item text's components, the
-    user's cross-fitted taste and history; see ``causalrec_assets.features``), with exposure and
+    user's cross-fitted taste and history; see ``causalrec_toolkit.features``), with exposure and
     the outcome as logged. Both encodings are fitted once, here, and kept as
     ``variable_encoding``."""
     encoded = encode_log(
@@ -257,7 +257,7 @@ def graph_metadata(learned: LearnedGraph, counts: pl.DataFrame, graph: dict) -> 
     absent = sorted((e, s) for e, s in learned.stability.fractions.items() if s >= 0.5 and e not in set(edges))
     knowledge = learned.knowledge
     return {
-        "graph": graph_picture(graph),
+        "graph": md.picture(render_png(graph, "exposure", "outcome"), "causal graph"),
         "edges": len(edges),
         "exposure_to_outcome": (TREATMENT, OUTCOME) in set(edges),
         "causal_paths": ", ".join(f"{a} → {b}" for a, b in sorted(causal_paths(edges, TREATMENT, OUTCOME))) or "none",

@@ -16,7 +16,7 @@ import polars as pl
 from causalrec_assets.stages.conformance import Kit, describe_exception, fail
 from causalrec_assets.stages.structure.knowledge import stage_knowledge
 from causalrec_assets.stages.structure.protocol import Knowledge
-from causalrec_assets.variables import OUTCOME, TREATMENT
+from causalrec_toolkit.variables import OUTCOME, TREATMENT
 
 STAGE = "structure"
 

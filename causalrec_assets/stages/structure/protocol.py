@@ -10,10 +10,10 @@ import polars as pl
 
 from causalrec_assets.plugin_api import Plugin, PluginContext
 from causalrec_assets.stages.structure.knowledge import Edge, Knowledge, combine, config_knowledge
+from causalrec_toolkit.counts import COUNT
 
 __all__ = ["COUNT", "Edge", "Knowledge", "StructurePlugin"]
 
-COUNT = "__rows__"  # a count table's column: how many rows of the variable table each row stands for
 
 
 class StructurePlugin(Plugin):

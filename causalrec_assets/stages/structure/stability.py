@@ -32,9 +32,9 @@ from joblib.externals.loky import get_reusable_executor
 from pydantic import Field
 
 from causalrec_assets.plugin_api import PluginConfig, PluginContext
-from causalrec_assets.stages.structure.counts import resample_counts, rows_of
 from causalrec_assets.stages.structure.knowledge import Knowledge
 from causalrec_assets.stages.structure.protocol import COUNT, Edge, StructurePlugin
+from causalrec_toolkit.counts import resample_counts, rows_of
 
 
 class StabilityConfig(PluginConfig):

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "FIT_ROWS",
+    "sample_rows",
+]
+
 FIT_ROWS = 250_000  # rows a nuisance or assignment model is fitted on, at most, by default
 
 

@@ -15,7 +15,27 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
 
-from causalrec_assets.variables import binarise_threshold
+from causalrec_toolkit.variables import binarise_threshold
+
+__all__ = [
+    "COUNTS",
+    "METRIC_SCHEMA",
+    "REPORT_SCHEMA",
+    "TARGET_NOTES",
+    "UPLIFT_METRICS",
+    "evaluate",
+    "evaluation_plot",
+    "evaluation_report",
+    "fits_ranking",
+    "ndcg_recall_at_k",
+    "ranking_metrics",
+    "ranking_target",
+    "relevance_thresholds",
+    "scores_on_outcome_scale",
+    "uplift_capture",
+    "uplift_curve_metrics",
+    "uplift_curves",
+]
 
 METRIC_SCHEMA = {"metric": pl.String, "value": pl.Float64}
 

@@ -1,4 +1,4 @@
-"""The causal graph as a picture for the Dagster UI (a PNG inside Markdown metadata).
+"""The causal graph as a picture (PNG bytes; the framework shows it in the Dagster UI).
 
 Nodes sit in layers (longest path from a root, so causes stand left of effects). Each colour
 means one thing: node fills say what a variable is (exposure and outcome purple, the
@@ -10,12 +10,20 @@ where the UI shows the picture at its own size.
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Sequence
 
-import dagster as dg
 import networkx as nx
+
+__all__ = [
+    "ADJUST_COLOUR",
+    "OTHER_COLOUR",
+    "STABILITY_COLOURS",
+    "TREATMENT_COLOUR",
+    "causal_paths",
+    "layers",
+    "render_png",
+]
 
 TREATMENT_COLOUR = "#cab2d6"  # exposure, outcome
 ADJUST_COLOUR = "#fdbf6f"  # the adjustment set
@@ -123,9 +131,3 @@ def render_png(graph: dict, treatment: str = "exposure", outcome: str = "outcome
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
-
-
-def graph_picture(graph: dict, treatment: str = "exposure", outcome: str = "outcome") -> dg.MetadataValue:
-    """The picture as Markdown metadata (the Dagster UI renders the embedded PNG)."""
-    data = base64.b64encode(render_png(graph, treatment, outcome)).decode()
-    return dg.MetadataValue.md(f"![causal graph](data:image/png;base64,{data})")

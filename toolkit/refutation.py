@@ -34,8 +34,34 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from causalrec_assets.sampling import FIT_ROWS, sample_rows
-from causalrec_assets.stages.effects.protocol import EffectInputs, PairFeatures
+from causalrec_toolkit.data import EffectInputs, PairFeatures
+from causalrec_toolkit.sampling import FIT_ROWS, sample_rows
+
+__all__ = [
+    "Agreement",
+    "CHECKS",
+    "Headline",
+    "LEVELS",
+    "MIN_ROWS_PER_ARM",
+    "MISSPECIFIED",
+    "RANDOM_CAUSE",
+    "REFUTATION_ROWS",
+    "REFUTERS",
+    "Refutation",
+    "RefutationContext",
+    "UNOBSERVED",
+    "adjusted_rows",
+    "agreement",
+    "assignment_propensity",
+    "headline",
+    "largest_shift",
+    "not_applicable",
+    "placebo_treatment",
+    "random_common_cause",
+    "random_halves",
+    "randomized_slice",
+    "run_refutations",
+]
 
 RANDOM_CAUSE = "random_common_cause"
 LEVELS = 8  # quantile bins of the random common cause in the discrete table

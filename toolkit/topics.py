@@ -18,6 +18,12 @@ import polars as pl
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
+__all__ = [
+    "CELLS_PER_TOPIC",
+    "choose_topics",
+    "item_topics",
+]
+
 
 def choose_topics(
     embeddings: np.ndarray, k: int | None = None, k_range: tuple[int, int] = (2, 12), seed: int = 0

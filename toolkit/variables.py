@@ -33,7 +33,25 @@ import numpy as np
 import polars as pl
 from scipy.sparse import csr_matrix
 
-from causalrec_assets.contracts import attribute_columns
+from causalrec_toolkit.tables import attribute_columns
+
+__all__ = [
+    "AFFINITY",
+    "Affinity",
+    "ColumnCoding",
+    "ITEM_CELL",
+    "MISSING",
+    "NO_PROFILE",
+    "OUTCOME",
+    "POPULARITY",
+    "TOPIC",
+    "TREATMENT",
+    "VariableEncoder",
+    "attribute_names",
+    "binarise_threshold",
+    "log_halves",
+    "unit_rows",
+]
 
 TREATMENT = "exposure"
 OUTCOME = "outcome"

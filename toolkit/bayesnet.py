@@ -17,8 +17,20 @@ import networkx as nx
 import numpy as np
 import polars as pl
 
-from causalrec_assets.stages.structure.protocol import COUNT
-from causalrec_assets.variables import OUTCOME, TREATMENT
+from causalrec_toolkit.counts import COUNT
+from causalrec_toolkit.variables import OUTCOME, TREATMENT
+
+__all__ = [
+    "CPD_COLUMNS",
+    "adjustment_set",
+    "as_network",
+    "cpds_to_frame",
+    "descendants",
+    "fit_network",
+    "frame_to_network",
+    "interventional",
+    "network_edges",
+]
 
 if TYPE_CHECKING:
     from pgmpy.models import DiscreteBayesianNetwork

@@ -29,6 +29,12 @@ import pyarrow.parquet as pq
 
 from causalrec_toolkit.files import atomic_path, atomic_write_text, file_record, record_problem
 
+__all__ = [
+    "COMPACT_AFTER",
+    "EmbeddingStore",
+    "ROWS_PER_SHARD",
+]
+
 log = logging.getLogger("causalrec.embedding_store")
 
 ROWS_PER_SHARD = 100_000  # bounds both a shard's size and the memory of one lookup step

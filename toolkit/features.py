@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import polars as pl
 
-from causalrec_assets.stages.effects.protocol import PairFeatures
-from causalrec_assets.variables import (
+from causalrec_toolkit.data import PairFeatures
+from causalrec_toolkit.tables import stable_hash
+from causalrec_toolkit.variables import (
     AFFINITY,
     ITEM_CELL,
     OUTCOME,
@@ -35,7 +36,21 @@ from causalrec_assets.variables import (
     log_halves,
     unit_rows,
 )
-from causalrec_resources.compute import stable_hash
+
+__all__ = [
+    "AttributeFeature",
+    "HAS_TASTE",
+    "HISTORY",
+    "History",
+    "PRIOR_ROWS",
+    "PairFeaturizer",
+    "TASTE",
+    "TEXT",
+    "as_pair_features",
+    "category_codes",
+    "feature_groups",
+    "user_keys",
+]
 
 TEXT = "item_text"
 TASTE = "user_taste"

@@ -9,12 +9,24 @@ replacement, multinomial for a bootstrap), with the same distribution as resampl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
 import numpy as np
 import polars as pl
 from scipy.special import chdtrc
 
-from causalrec_assets.stages.structure.protocol import COUNT
-from causalrec_resources.compute import ComputeResource
+__all__ = ["COUNT", "ShardMapper", "count_table", "g_test", "resample_counts", "rows_of", "sharded_count_table"]
+
+COUNT = "__rows__"  # a count table's column: how many rows of the variable table each row stands for
+
+
+class ShardMapper(Protocol):
+    """What ``sharded_count_table`` needs of a compute engine (causalrec's ComputeResource has it)."""
+
+    shard_count: int
+
+    def map(self, func: Callable[[Any], Any], parts: Iterable[Any]) -> Iterable[Any]: ...
 
 
 def count_table(variables: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -29,7 +41,7 @@ def count_table(variables: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     return counted.with_columns(pl.col(pl.Categorical).cast(pl.String)).sort(names, nulls_last=True).collect()
 
 
-def sharded_count_table(variables: pl.DataFrame, compute: ComputeResource) -> pl.DataFrame:
+def sharded_count_table(variables: pl.DataFrame, compute: ShardMapper) -> pl.DataFrame:
     """``count_table`` of ``variables`` from each shard's own count table, summed: counts add,
     so the same table whatever the shards (a shard here is a block of rows)."""
     shards = max(1, min(compute.shard_count, variables.height))
