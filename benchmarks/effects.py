@@ -109,8 +109,8 @@ def econml_default(frame: pl.DataFrame, columns: list[str], categorical: list[st
 
 
 def capture(storage: Path) -> float:
-    from causalrec_assets.candidates import unseen_pairs
     from causalrec_toolkit.evaluation import uplift_capture
+    from causalrec_toolkit.rankers import unseen_pairs
 
     users, items = pl.read_parquet(storage / "users.parquet"), pl.read_parquet(storage / "items.parquet")
     log = pl.read_parquet(storage / "interactions.parquet")

@@ -203,9 +203,9 @@ def incremental(texts: list[str], store: Path) -> None:
     each time, model load included), through the embed stage's function."""
     import polars as pl
 
-    from causalrec_assets.embeddings import embed_incremental
     from causalrec_assets.plugin_api import PluginContext
     from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
+    from causalrec_toolkit.embeddings import embed_incremental
 
     catalogue = [f"{t} #{i}" for i, t in enumerate(texts)]  # distinct texts: every item must be embedded
     ids = pl.Series("item_id", range(len(catalogue)))
@@ -224,9 +224,9 @@ def million(n: int) -> None:
     """n short texts through the embed stage's function (store, bounded memory, progress log)."""
     import polars as pl
 
-    from causalrec_assets.embeddings import embed_incremental
     from causalrec_assets.plugin_api import PluginContext
     from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
+    from causalrec_toolkit.embeddings import embed_incremental
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     log = logging.getLogger("causalrec.bench")

@@ -25,6 +25,9 @@ MOVED: dict[str, str] = {
         "graph_picture": "graph_picture",
         "stages.structure.counts": "counts",
         "stages.effects.refutation": "refutation",
+        "candidates": "rankers",
+        "embeddings": "embeddings",
+        "encoding": "encoding",
     }.items()
 }
 SINCE, REMOVED_IN = "1.7", "2.0"

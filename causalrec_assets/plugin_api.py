@@ -148,11 +148,11 @@ _STAGE_NAMES: dict[str, tuple[str, ...]] = {
     "embed": ("EmbedPlugin",),
     "structure": ("Edge", "Knowledge", "StructurePlugin"),
     "effects": ("PairFeatures", "EffectInputs", "EFFECT_COLUMNS", "EffectsPlugin"),
-    "ranking": ("RankingInputs", "RankingOutput", "RankingPlugin", "Ranker", "TopKConfig"),
+    "ranking": ("RankingInputs", "RankingOutput", "RankingPlugin", "Ranker", "TopKConfig", "CandidateConfig"),
 }
 _HELPER_NAMES: dict[str, tuple[str, ...]] = {
-    "causalrec_assets.candidates": ("ProfileRanker", "ScoredRanker", "ScoringRanker", "StreamingTopK"),
-    "causalrec_assets.retrieval": ("CandidateConfig", "CandidateRanker"),
+    "causalrec_toolkit.rankers": ("ProfileRanker", "ScoredRanker", "ScoringRanker", "StreamingTopK"),
+    "causalrec_toolkit.retrieval": ("CandidateRanker",),
     "causalrec_assets.stages.structure.knowledge": (
         "KnowledgeConfig",
         "KnowledgeError",

@@ -44,8 +44,8 @@ def summarise(root: Path, users: int = 3) -> str:
         lines.append(f"  {user}: {items}")
     truth_uplift = root / "true_uplift.parquet"
     if truth_uplift.exists():
-        from causalrec_assets.candidates import unseen_pairs
         from causalrec_toolkit.evaluation import uplift_capture
+        from causalrec_toolkit.rankers import unseen_pairs
 
         candidates = unseen_pairs(
             pl.read_parquet(root / "users.parquet"),

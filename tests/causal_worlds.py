@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from causalrec_assets.contracts import harmonise_id_types, test_rows, train_rows
-from causalrec_assets.embeddings import embedding_frame, item_texts
+from causalrec_toolkit.embeddings import embedding_frame, item_texts
 from causalrec_assets.stages.effects.protocol import EffectInputs
 from causalrec_assets.stages.ingest.protocol import Dataset
 from causalrec_assets.stages.ranking.protocol import RankingInputs

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from test_embed_onnx import tiny_bert  # noqa: F401  (the session's tiny random encoder)
 
-from causalrec_assets import embeddings as emb
+import causalrec_toolkit.embeddings as emb
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.publish import build_publish_asset
 from causalrec_assets.stages.embed import assets as embed_stage

@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper
 from test_embed_onnx import tiny_bert  # noqa: F401  (the session's tiny random encoder)
 
-from causalrec_assets import embeddings as emb
+import causalrec_toolkit.embeddings as emb
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_plugins.embed import onnx_export
 from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed

@@ -89,8 +89,8 @@ def test_each_variable_of_the_graph_maps_to_the_columns_that_carry_it(world) -> 
 def test_features_by_user_shard_are_the_whole_logs_in_its_order() -> None:
     """Each shard is sent the featurizer's state of its own users only; together the shards
     give every logged pair (training and test) the features of one call, in the log's order."""
-    from causalrec_assets.encoding import pair_features, stored
     from causalrec_resources.compute import ComputeResource
+    from causalrec_toolkit.encoding import pair_features, stored
 
     taste = scenario("taste", seed=2, n_users=150, n_items=60, pairs=20, test_pairs=5)
     logged, featurizer = taste.world.interactions, taste.featurizer
@@ -99,3 +99,20 @@ def test_features_by_user_shard_are_the_whole_logs_in_its_order() -> None:
     )
     for shards in (1, 5):
         assert pair_features(featurizer, logged, ComputeResource(engine="local", shards=shards)).equals(whole), shards
+
+
+def test_a_stored_encoding_from_another_toolkit_version_is_refused_with_both_versions_named() -> None:
+    from dataclasses import replace
+
+    from causalrec_toolkit import __version__
+    from causalrec_toolkit.encoding import EncodingVersionError, VariableEncoding, check_encoding
+
+    empty = pl.DataFrame()
+    current = VariableEncoding(None, None, empty, empty, empty)  # type: ignore[arg-type]
+    assert check_encoding(current) is current and current.toolkit_version == __version__
+    with pytest.raises(EncodingVersionError, match=rf"0\.1\.0, this is {__version__}.*structure stage"):
+        check_encoding(replace(current, toolkit_version="0.1.0"))
+    unstamped = replace(current)
+    del unstamped.__dict__["toolkit_version"]  # a pickle from before the stamp
+    with pytest.raises(EncodingVersionError, match="before 0.2.0"):
+        check_encoding(unstamped)

@@ -14,9 +14,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from causalrec_assets.candidates import unseen_pairs
 from causalrec_assets.publish import PUBLISH_ASSET
 from causalrec_toolkit.evaluation import uplift_capture
+from causalrec_toolkit.rankers import unseen_pairs
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 

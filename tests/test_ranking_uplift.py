@@ -9,7 +9,6 @@ import polars as pl
 import pytest
 from causal_worlds import CONFOUNDERS, scenario
 
-from causalrec_assets.candidates import profile_top_k, top_k, unseen_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.ranking.protocol import RankingInputs
@@ -20,6 +19,7 @@ from causalrec_plugins.ranking.uplift_rank import UpliftConfig, UpliftRanking, p
 from causalrec_toolkit.bayesnet import fit_network
 from causalrec_toolkit.evaluation import evaluate, uplift_capture
 from causalrec_toolkit.features import PairFeaturizer
+from causalrec_toolkit.rankers import profile_top_k, top_k, unseen_pairs
 from causalrec_toolkit.variables import VariableEncoder
 
 

@@ -1,4 +1,4 @@
-"""Candidate generation (``causalrec_assets.retrieval``): with a perfect scorer, a few
+"""Candidate generation (``causalrec_toolkit.retrieval``): with a perfect scorer, a few
 hundred candidates per user hold most of each user's true top-10 uplift items, far more than
 as many random items, on a world whose uplift is personal at the level of single items."""
 
@@ -8,9 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrec_assets.candidates import top_k, unseen_pairs
-from causalrec_assets.embeddings import user_profiles
-from causalrec_assets.retrieval import CandidateConfig, candidate_pairs, nearest_items
+from causalrec_toolkit.embeddings import user_profiles
+from causalrec_assets.plugin_api import CandidateConfig
+from causalrec_toolkit.rankers import top_k, unseen_pairs
+from causalrec_toolkit.retrieval import candidate_pairs, nearest_items
 
 
 def personal_world(seed: int, n_users: int = 600, n_items: int = 3000, dim: int = 16, clusters: int = 30):

@@ -13,7 +13,6 @@ from scipy.stats import chi2, chi2_contingency
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.structure import assets as stage
 from causalrec_assets.stages.structure.protocol import COUNT
-from causalrec_assets.stages.structure.stability import edge_stability
 from causalrec_plugins.structure.ges import GESStructure
 from causalrec_plugins.structure.hill_climb import HillClimbStructure
 from causalrec_plugins.structure.mmhc import MMHCStructure
@@ -27,6 +26,7 @@ from causalrec_toolkit.counts import (
     rows_of,
     sharded_count_table,
 )
+from causalrec_toolkit.stability import edge_stability
 from tests.test_structure_stage import world_variables
 
 

@@ -14,12 +14,12 @@ import pytest
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.structure import assets as stage
-from causalrec_assets.stages.structure import stability
-from causalrec_assets.stages.structure.stability import edge_stability, resample_rows
 from causalrec_plugins.ingest.simulator import TOPICS, SimulatorConfig, simulate
 from causalrec_plugins.structure.hill_climb import HillClimbStructure
 from causalrec_resources.compute import ComputeResource
+from causalrec_toolkit import stability
 from causalrec_toolkit.graph_picture import causal_paths, layers, render_png
+from causalrec_toolkit.stability import edge_stability, resample_rows
 from causalrec_toolkit.variables import AFFINITY, NO_PROFILE, VariableEncoder
 from tests.conftest import failure_messages
 

@@ -9,24 +9,15 @@ replacement, multinomial for a bootstrap), with the same distribution as resampl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
-
 import numpy as np
 import polars as pl
 from scipy.special import chdtrc
 
-__all__ = ["COUNT", "ShardMapper", "count_table", "g_test", "resample_counts", "rows_of", "sharded_count_table"]
+from causalrec_toolkit.tables import ShardMapper
+
+__all__ = ["COUNT", "count_table", "g_test", "resample_counts", "rows_of", "sharded_count_table"]
 
 COUNT = "__rows__"  # a count table's column: how many rows of the variable table each row stands for
-
-
-class ShardMapper(Protocol):
-    """What ``sharded_count_table`` needs of a compute engine (causalrec's ComputeResource has it)."""
-
-    shard_count: int
-
-    def map(self, func: Callable[[Any], Any], parts: Iterable[Any]) -> Iterable[Any]: ...
 
 
 def count_table(variables: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:

@@ -5,13 +5,17 @@ by which users are sharded and folded."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
 
 __all__ = [
     "RESERVED_COLUMNS",
+    "InProcess",
+    "ShardMapper",
     "attribute_columns",
     "mix",
     "split_by_user",
@@ -77,3 +81,22 @@ def mix(x: np.ndarray) -> np.ndarray:
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+class ShardMapper(Protocol):
+    """What sharded work needs of a compute engine: how many shards, and ``fn(part, *shared)``
+    for each part in order (causalrec's ``ComputeResource`` has both, in process or on Dask)."""
+
+    shard_count: int
+
+    def map(self, fn: Callable[..., Any], parts: Iterable[Any], *shared: Any) -> Iterable[Any]: ...
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """The ``ShardMapper`` of a plain function call: one shard, every part here, in order."""
+
+    shard_count: int = 1
+
+    def map(self, fn: Callable[..., Any], parts: Iterable[Any], *shared: Any) -> Iterator[Any]:
+        return (fn(part, *shared) for part in parts)

@@ -27,8 +27,6 @@ import numpy as np
 import polars as pl
 
 from causalrec_assets.contracts import harmonise_id_types, train_rows
-from causalrec_assets.embeddings import embedding_frame, item_texts, user_profiles
-from causalrec_assets.encoding import EncodedLog, encode_log
 from causalrec_assets.plugin_api import Plugin, PluginConfig, PluginContext
 from causalrec_assets.registry import check_plugin, declares_api_version, deprecation_notes, get_registry
 from causalrec_assets.stages.effects.inputs import effect_inputs
@@ -40,6 +38,8 @@ from causalrec_assets.stages.structure.knowledge import stage_knowledge
 from causalrec_assets.stages.structure.protocol import Knowledge
 from causalrec_resources.settings import current_settings
 from causalrec_toolkit.bayesnet import cpds_to_frame, fit_network
+from causalrec_toolkit.embeddings import embedding_frame, item_texts, user_profiles
+from causalrec_toolkit.encoding import EncodedLog, encode_log
 from causalrec_toolkit.features import PairFeaturizer
 from causalrec_toolkit.topics import item_topics
 from causalrec_toolkit.variables import OUTCOME, TREATMENT, VariableEncoder

@@ -122,7 +122,7 @@ def uplift_ranker(
 ) -> Ranker:
     """The ranker over ``score``: exact over user profiles (``profiles``) where the score allows
     it, every unseen item of a small catalogue, else each user's candidates
-    (``causalrec_assets.retrieval``)."""
+    (``causalrec_toolkit.retrieval``)."""
     users, items, k = inputs.users, inputs.items, cfg.k
     if profiles is not None:
         context.log.info(

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from causalrec_assets import embeddings as emb
+import causalrec_toolkit.embeddings as emb
 from causalrec_assets import metadata as md
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.metadata import OWNERS
@@ -55,7 +55,7 @@ def item_embeddings(context: dg.AssetExecutionContext, config: EmbedStageConfig,
             "dagster/column_schema": md.column_schema(frame),
             "dimension": int(frame.schema["embedding"].size) if frame.height else 0,
             "items_without_text": emb.count_missing_text(items),
-            **stats.metadata(),
+            **md.rounded(stats.metadata()),
             **_runtime_metadata(plugin),
         },
     )

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from causalrec_assets.embeddings import item_texts
 from causalrec_assets.stages.conformance import Kit, fail
+from causalrec_toolkit.embeddings import item_texts
 
 STAGE = "embed"
 

@@ -8,7 +8,6 @@ from pydantic import Field
 
 from causalrec_assets import metadata as md
 from causalrec_assets.contracts import with_default_split
-from causalrec_assets.encoding import VariableEncoding
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
 from causalrec_assets.stages.effects.assets import REFUTED
@@ -18,6 +17,7 @@ from causalrec_assets.stages.ranking.inputs import ranking_inputs
 from causalrec_assets.stages.ranking.protocol import RankingPlugin
 from causalrec_resources.compute import ComputeResource
 from causalrec_toolkit import modifier_plot, policy_value_plot, value_of_lists
+from causalrec_toolkit.encoding import VariableEncoding
 from causalrec_toolkit.evaluation import TARGET_NOTES, evaluate, evaluation_plot, evaluation_report, ranking_target
 from causalrec_toolkit.variables import binarise_threshold
 

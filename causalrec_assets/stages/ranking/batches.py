@@ -14,11 +14,11 @@ from typing import Any
 
 import polars as pl
 
-from causalrec_assets.candidates import test_pairs
 from causalrec_assets.contracts import train_rows
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stages.ranking.protocol import Ranker, RankingInputs, RankingOutput
 from causalrec_resources.compute import ComputeResource, local_compute, split_by_user, user_shards
+from causalrec_toolkit.rankers import test_pairs
 
 BATCH_USERS = 4096  # users whose candidates are scored together
 SCORE_ROWS = 500_000  # pairs scored together (test pairs)

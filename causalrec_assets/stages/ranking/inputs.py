@@ -6,9 +6,9 @@ from __future__ import annotations
 import polars as pl
 
 from causalrec_assets.contracts import with_default_split
-from causalrec_assets.encoding import VariableEncoding
 from causalrec_assets.stages.ranking.protocol import RankingInputs
 from causalrec_toolkit.bayesnet import frame_to_network, network_edges
+from causalrec_toolkit.encoding import VariableEncoding, check_encoding
 
 
 def ranking_inputs(
@@ -22,6 +22,7 @@ def ranking_inputs(
     """What a ranking plugin receives, from the upstream assets: the users, items and item
     embeddings are those the encodings were fitted on, the graph is the network's; nothing is
     refitted or recomputed."""
+    encoding = check_encoding(encoding)
     edges = network_edges(network)
     return RankingInputs(
         users=encoding.users,

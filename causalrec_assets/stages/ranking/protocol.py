@@ -8,20 +8,55 @@ Plugins written for 1.3 and before implement ``rank`` alone and keep working.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from pydantic import Field
 
 from causalrec_assets.plugin_api import Plugin, PluginConfig, PluginContext
+from causalrec_toolkit.rankers import EXPLANATION_COLUMNS, Ranker
+
+if TYPE_CHECKING:
+    from causalrec_toolkit.features import PairFeaturizer
+    from causalrec_toolkit.variables import VariableEncoder
+
+__all__ = [
+    "EXPLANATION_COLUMNS",
+    "CandidateConfig",
+    "Ranker",
+    "RankingInputs",
+    "RankingOutput",
+    "RankingPlugin",
+    "TopKConfig",
+]
 
 
 class TopKConfig(PluginConfig):
     """The parameter every ranker has: how many items to recommend to each user."""
 
     k: int = Field(default=10, ge=1, description="Recommendations per user.")
+
+
+class CandidateConfig(TopKConfig):
+    """How many candidates per user each source gives (see ``causalrec_toolkit.retrieval``)."""
+
+    nearest_candidates: int = Field(
+        default=100, ge=0, description="Items nearest the user's taste (approximate nearest neighbours)."
+    )
+    neighbour_candidates: int = Field(
+        default=100, ge=0, description="Items the ranker's score rates highest for the sampled user of nearest taste."
+    )
+    prior_candidates: int = Field(
+        default=50, ge=0, description="Items the ranker's score rates highest on average over the sampled users."
+    )
+    explore_candidates: int = Field(default=50, ge=0, description="Items drawn at random per user.")
+    sampled_users: int = Field(default=200, ge=1, description="Users sampled and scored against every item.")
+    candidate_seed: int = Field(default=0, description="Seed of the user sample and of the random items.")
+
+    @property
+    def per_user(self) -> int:
+        return self.nearest_candidates + self.neighbour_candidates + self.prior_candidates + self.explore_candidates
 
 
 @dataclass
@@ -32,52 +67,17 @@ class RankingInputs:
     item_embeddings: pl.DataFrame
     user_embeddings: pl.DataFrame
     variables: pl.DataFrame  # discretised per-pair variables of the training log (row-aligned)
-    variable_encoder: Any  # VariableEncoder: turns (user_id, item_id) pairs into the same variables
+    variable_encoder: VariableEncoder  # turns (user_id, item_id) pairs into the same variables
     edges: list[tuple[str, str]]
     network: Any  # the fitted pgmpy DiscreteBayesianNetwork
     treatment_effects: pl.DataFrame
-    pair_featurizer: Any = None  # since 1.1: a fitted PairFeaturizer (row-level features of any pairs)
+    pair_featurizer: PairFeaturizer | None = None  # since 1.1: row-level features of any pairs
 
 
 @dataclass
 class RankingOutput:
     recommendations: pl.DataFrame  # user_id, item_id, rank, score
     test_scores: pl.DataFrame  # user_id, item_id, score for every split = test pair
-
-
-class Ranker(ABC):
-    """A fitted ranking model (since 1.4): what ``RankingPlugin.fit`` returns.
-
-    The stage hands it the users to rank in batches, each with the training pairs of those
-    users (``seen``), and keeps each batch's lists; on a cluster it sends each user shard the
-    part of the model those users need (``for_users``), so a worker's memory follows its shard.
-    It must be picklable and must not change once fitted: a batch's lists depend on the model
-    and that batch's users only, so batches and shards give the lists one call would."""
-
-    k: int = 10
-
-    @abstractmethod
-    def score(self, pairs: pl.DataFrame) -> pl.DataFrame:
-        """``user_id, item_id, score`` for each of ``pairs`` (``user_id, item_id``), in order;
-        pairs of users or items the model has not seen get a finite score too."""
-
-    @abstractmethod
-    def recommend(self, users: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:
-        """``user_id, item_id, rank, score``: the ``k`` best items of each of ``users`` that are
-        not among its ``seen`` pairs (the training pairs of exactly these users)."""
-
-    def for_users(self, users: pl.DataFrame) -> Ranker:
-        """The part of the model that ``users`` need (what one shard is sent); itself by default."""
-        return self
-
-    def explain(self, recommendations: pl.DataFrame) -> pl.DataFrame | None:
-        """Since plugin API 1.6: why each of ``recommendations`` (``user_id, item_id, rank,
-        score``) scored as it did: ``user_id, item_id, modifier, contribution`` rows, a few per
-        pair, largest first (``EXPLANATION_COLUMNS``). None (the default): this ranker cannot say."""
-        return None
-
-
-EXPLANATION_COLUMNS = {"user_id": None, "item_id": None, "modifier": pl.Utf8, "contribution": pl.Float64}
 
 
 class RankingPlugin(Plugin):

@@ -7,7 +7,6 @@ import dagster as dg
 import polars as pl
 
 from causalrec_assets import metadata as md
-from causalrec_assets.encoding import encode_log
 from causalrec_assets.metadata import OWNERS
 from causalrec_assets.plugin_api import PluginContext
 from causalrec_assets.stage_config import plugin_context, plugin_from_config, stage_config_class
@@ -18,6 +17,7 @@ from causalrec_resources.compute import ComputeResource
 from causalrec_resources.variables import CausalVariablesResource
 from causalrec_toolkit.bayesnet import adjustment_set, cpds_to_frame, fit_network
 from causalrec_toolkit.counts import count_table, g_test, sharded_count_table
+from causalrec_toolkit.encoding import encode_log
 from causalrec_toolkit.graph_picture import causal_paths, render_png
 from causalrec_toolkit.topics import item_topics as cluster_topics
 from causalrec_toolkit.variables import AFFINITY, OUTCOME, TREATMENT

@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 from scipy.sparse import csr_matrix
 
-from causalrec_assets.contracts import attribute_columns
-from causalrec_assets.stages.embed.protocol import EmbedPlugin
+from causalrec_toolkit.tables import attribute_columns
 from causalrec_toolkit.variables import binarise_threshold
+
+__all__ = [
+    "EmbedStats",
+    "Embedder",
+    "count_missing_text",
+    "embed_incremental",
+    "embedding_frame",
+    "embedding_frame_from",
+    "item_texts",
+    "shard_of",
+    "text_hash",
+    "user_profiles",
+]
+
+
+class Embedder(Protocol):
+    """What ``embed_incremental`` needs of an encoder (every embed plugin has it)."""
+
+    last_tokens: int
+
+    def model_key(self) -> str: ...
+
+    def embed(self, texts: Sequence[str], context: Any) -> np.ndarray: ...
+
+    def iter_embed(self, texts: Sequence[str], context: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
 
 
 def item_texts(items: pl.DataFrame) -> list[str]:
@@ -122,18 +147,16 @@ class EmbedStats:
 
     def metadata(self) -> dict[str, float | int | str]:
         """Throughput counts only embedding (``embed_seconds``); the one-time start is ``load_seconds``."""
-        from causalrec_assets.metadata import rounded
-
         rate = self.computed / self.embed_seconds if self.embed_seconds > 0 else 0.0
         return {
             "texts_computed": self.computed,
             "texts_reused": self.reused,
             "duplicate_texts": self.items - self.unique_texts,
-            "texts_per_second": rounded(rate),
-            "tokens_per_second": rounded(self.tokens / self.embed_seconds) if self.embed_seconds > 0 else 0.0,
-            "load_seconds": rounded(self.load_seconds),
-            "embed_seconds": rounded(self.embed_seconds),
-            "seconds": rounded(self.seconds),
+            "texts_per_second": rate,
+            "tokens_per_second": self.tokens / self.embed_seconds if self.embed_seconds > 0 else 0.0,
+            "load_seconds": self.load_seconds,
+            "embed_seconds": self.embed_seconds,
+            "seconds": self.seconds,
             "model_key": self.model_key,
         }
 
@@ -144,7 +167,7 @@ def shard_of(hashes: pl.Series, shards: int) -> pl.Series:
 
 
 def embed_incremental(
-    plugin: EmbedPlugin, item_ids: pl.Series, texts: list[str], context: Any, store_root: Path | None
+    plugin: Embedder, item_ids: pl.Series, texts: list[str], context: Any, store_root: Path | None
 ) -> tuple[pl.DataFrame, EmbedStats]:
     """The embedding table for these items, computing only texts the store lacks for this model key.
 

@@ -1,16 +1,72 @@
-"""Which pairs a ranker scores, and how scores become a top-K list."""
+"""Fitted rankers: the ``Ranker`` base every ranking plugin's model implements, which pairs a
+ranker scores, and how scores become a top-K list (every unseen item scored in chunks, or
+exactly per user profile)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import polars as pl
 
-from causalrec_assets.contracts import test_rows, train_rows
-from causalrec_assets.stages.ranking.protocol import Ranker
+from causalrec_toolkit.tables import test_rows, train_rows
+
+__all__ = [
+    "EXPLANATION_COLUMNS",
+    "PairScorer",
+    "ProfileRanker",
+    "Ranker",
+    "ScoredRanker",
+    "ScoringRanker",
+    "StreamingTopK",
+    "profile_top_k",
+    "restricted",
+    "scores_of",
+    "test_pairs",
+    "top_k",
+    "unseen_pairs",
+]
 
 PairScorer = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+EXPLANATION_COLUMNS = {"user_id": None, "item_id": None, "modifier": pl.Utf8, "contribution": pl.Float64}
+
+
+class Ranker(ABC):
+    """A fitted ranking model (since 1.4): what ``RankingPlugin.fit`` returns.
+
+    The stage hands it the users to rank in batches, each with the training pairs of those
+    users (``seen``), and keeps each batch's lists; on a cluster it sends each user shard the
+    part of the model those users need (``for_users``), so a worker's memory follows its shard.
+    It must be picklable and must not change once fitted: a batch's lists depend on the model
+    and that batch's users only, so batches and shards give the lists one call would."""
+
+    k: int = 10
+
+    @abstractmethod
+    def score(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        """``user_id, item_id, score`` for each of ``pairs`` (``user_id, item_id``), in order;
+        pairs of users or items the model has not seen get a finite score too."""
+
+    @abstractmethod
+    def recommend(self, users: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:
+        """``user_id, item_id, rank, score``: the ``k`` best items of each of ``users`` that are
+        not among its ``seen`` pairs (the training pairs of exactly these users)."""
+
+    def for_users(self, users: pl.DataFrame) -> Ranker:
+        """The part of the model that ``users`` need (what one shard is sent); itself by default."""
+        return self
+
+    def explain(self, recommendations: pl.DataFrame) -> pl.DataFrame | None:
+        """Since plugin API 1.6: why each of ``recommendations`` (``user_id, item_id, rank,
+        score``) scored as it did: ``user_id, item_id, modifier, contribution`` rows, a few per
+        pair, largest first (``EXPLANATION_COLUMNS``). None (the default): this ranker cannot say."""
+        return None
+
+
+EXPLANATION_COLUMNS = {"user_id": None, "item_id": None, "modifier": pl.Utf8, "contribution": pl.Float64}
 
 
 def unseen_pairs(users: pl.DataFrame, items: pl.DataFrame, interactions: pl.DataFrame) -> pl.DataFrame:

@@ -9,25 +9,53 @@ so every stage sees the same bins, topics, taste profiles and text components.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
-from causalrec_assets.contracts import train_rows, with_default_split
-from causalrec_resources.compute import ComputeResource, local_compute, split_by_user, user_shards
+from causalrec_toolkit import __version__
 from causalrec_toolkit.features import PairFeaturizer
+from causalrec_toolkit.tables import InProcess, ShardMapper, split_by_user, train_rows, user_shards, with_default_split
 from causalrec_toolkit.variables import OUTCOME, TREATMENT, VariableEncoder
+
+__all__ = [
+    "EncodedLog",
+    "EncodingVersionError",
+    "VariableEncoding",
+    "check_encoding",
+    "encode_log",
+    "fit_encoding",
+    "pair_features",
+    "stored",
+]
 
 
 @dataclass
 class VariableEncoding:
-    """A fitted ``VariableEncoder`` and ``PairFeaturizer``, and the tables they encode."""
+    """A fitted ``VariableEncoder`` and ``PairFeaturizer``, and the tables they encode, stamped
+    with the toolkit version that fitted them (``check_encoding`` refuses another's pickle)."""
 
     encoder: VariableEncoder
     featurizer: PairFeaturizer
     users: pl.DataFrame
     items: pl.DataFrame
     item_embeddings: pl.DataFrame
+    toolkit_version: str = field(default_factory=lambda: __version__)
+
+
+class EncodingVersionError(ValueError):
+    """A stored encoding was fitted by another toolkit version: its pickled state may not fit this code."""
+
+
+def check_encoding(encoding: VariableEncoding) -> VariableEncoding:
+    """``encoding`` itself where this toolkit version fitted it; else an error naming both versions."""
+    stamp = vars(encoding).get("toolkit_version")  # absent in pickles from before the stamp
+    if stamp != __version__:
+        raise EncodingVersionError(
+            f"variable_encoding was fitted by causalrec_toolkit {stamp or 'before 0.2.0'}, this is {__version__}:"
+            " materialize the structure stage again (causalrec_variables and variable_encoding) before ranking"
+        )
+    return encoding
 
 
 def fit_encoding(
@@ -82,12 +110,12 @@ def stored(features: pl.DataFrame) -> pl.DataFrame:
 
 
 def pair_features(
-    featurizer: PairFeaturizer, logged: pl.DataFrame, compute: ComputeResource | None = None
+    featurizer: PairFeaturizer, logged: pl.DataFrame, compute: ShardMapper | None = None
 ) -> pl.DataFrame:
     """Every logged pair's row-level features with ``user_id``, ``item_id``, ``split``, in the
     log's order, computed user shard by user shard (a pair's features read only its user's log
     and the item tables: each shard is sent the featurizer's state of its own users)."""
-    compute = compute or local_compute()
+    compute = compute or InProcess()
     columns = [c for c in ("user_id", "item_id", "split", TREATMENT, OUTCOME) if c in logged.columns]
     indexed = logged.select(columns).with_row_index("_row")
     users = indexed.select("user_id").unique()
@@ -118,7 +146,7 @@ def encode_log(
     interactions: pl.DataFrame,
     item_topics: pl.DataFrame,
     item_embeddings: pl.DataFrame,
-    compute: ComputeResource | None = None,
+    compute: ShardMapper | None = None,
     **settings: int,
 ) -> EncodedLog:
     """Fit both encodings on the training log and encode the log with them (``settings``:
