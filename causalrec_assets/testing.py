@@ -28,30 +28,29 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from causalrec_assets.plugin_api import Plugin, PluginConfig, stage_bases
-from causalrec_assets.stages.conformance import (
-    CHECKS,
-    WORLD,
+from causalrec_assets.stages.conformance import CHECKS, Kit, StageSuite, stage_checks
+from causalrec_assets.stages.effects import checks as effects_checks
+from causalrec_assets.stages.embed import checks as embed_checks
+from causalrec_assets.stages.ingest import checks as ingest_checks
+from causalrec_assets.stages.ingest.protocol import Dataset
+from causalrec_assets.stages.kit_frames import (
     CheckFailed,
     CheckResult,
     CheckSkipped,
     ConformanceError,
     ConformanceReport,
-    Kit,
     PluginRaised,
-    StageInputs,
-    StageSuite,
-    build_stage_inputs,
     describe_exception,
+)
+from causalrec_assets.stages.kit_inputs import (
+    WORLD,
+    StageInputs,
+    build_stage_inputs,
     hashed_embeddings,
     small_world,
-    stage_checks,
     stage_inputs,
     write_canonical,
 )
-from causalrec_assets.stages.effects import checks as effects_checks
-from causalrec_assets.stages.embed import checks as embed_checks
-from causalrec_assets.stages.ingest import checks as ingest_checks
-from causalrec_assets.stages.ingest.protocol import Dataset
 from causalrec_assets.stages.ranking import checks as ranking_checks
 from causalrec_assets.stages.structure import checks as structure_checks
 from causalrec_assets.stages.validate import checks as validate_checks

@@ -9,17 +9,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from causalrec_assets.stages.conformance import (
+from causalrec_assets.stages.conformance import Kit
+from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
+from causalrec_assets.stages.kit_frames import (
     FLOAT,
     STRING,
-    Kit,
     check_frame,
     check_no_nulls,
     expect_error,
     fail,
     frame_difference,
 )
-from causalrec_assets.stages.effects.protocol import EFFECT_COLUMNS, EffectInputs
 from causalrec_toolkit.variables import OUTCOME, TREATMENT
 
 STAGE = "effects"

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from causalrec_assets.stages.conformance import Kit, fail
+from causalrec_assets.stages.conformance import Kit
+from causalrec_assets.stages.kit_frames import fail
 from causalrec_toolkit.embeddings import item_texts
 
 STAGE = "embed"

@@ -21,17 +21,10 @@ from causalrec_assets.contracts import (
     train_rows,
 )
 from causalrec_assets.plugin_api import PluginConfig
-from causalrec_assets.stages.conformance import (
-    CheckSkipped,
-    Dtype,
-    Kit,
-    check_frame,
-    check_no_nulls,
-    expect_error,
-    fail,
-    write_canonical,
-)
+from causalrec_assets.stages.conformance import Kit
 from causalrec_assets.stages.ingest.protocol import Dataset
+from causalrec_assets.stages.kit_frames import CheckSkipped, Dtype, check_frame, check_no_nulls, expect_error, fail
+from causalrec_assets.stages.kit_inputs import write_canonical
 
 STAGE = "ingest"
 

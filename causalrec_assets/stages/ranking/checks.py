@@ -9,17 +9,17 @@ from typing import Any
 import polars as pl
 
 from causalrec_assets.contracts import test_rows, train_rows
-from causalrec_assets.stages.conformance import (
+from causalrec_assets.stages.conformance import Kit
+from causalrec_assets.stages.ingest.protocol import Dataset
+from causalrec_assets.stages.kit_frames import (
     FLOAT,
     INTEGER,
-    Kit,
     check_frame,
     fail,
     frame_difference,
     same_dtype,
     unused_id,
 )
-from causalrec_assets.stages.ingest.protocol import Dataset
 from causalrec_assets.stages.ranking.batches import recommend_all
 from causalrec_assets.stages.ranking.protocol import EXPLANATION_COLUMNS, Ranker, RankingInputs, RankingOutput
 from causalrec_resources.compute import ComputeResource

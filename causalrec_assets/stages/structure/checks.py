@@ -13,7 +13,8 @@ from typing import Any
 import networkx as nx
 import polars as pl
 
-from causalrec_assets.stages.conformance import Kit, describe_exception, fail
+from causalrec_assets.stages.conformance import Kit
+from causalrec_assets.stages.kit_frames import describe_exception, fail
 from causalrec_assets.stages.structure.knowledge import stage_knowledge
 from causalrec_assets.stages.structure.protocol import Knowledge
 from causalrec_toolkit.variables import OUTCOME, TREATMENT

@@ -12,7 +12,8 @@ from typing import Any
 
 import polars as pl
 
-from causalrec_assets.stages.conformance import Kit, fail
+from causalrec_assets.stages.conformance import Kit
+from causalrec_assets.stages.kit_frames import fail
 from causalrec_assets.stages.validate.protocol import ExpectationOutcome, ValidationOutcome
 
 STAGE = "validate"
