@@ -11,6 +11,7 @@ re-binds them per instance.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -143,7 +144,10 @@ def rebind(definition: dg.AssetsDefinition, spec: PipelineSpec) -> dg.AssetsDefi
     schema = with_stage_defaults(node, stage, spec.stages[stage]) if stage in spec.stages else None
     # Two pipelines' ops must not share a name: run config addresses the prefixed one (ops: {shop_ranking: …}).
     rebound = node.with_replaced_properties(name=spec.named(node.name), outs=outs, config_schema=schema)  # type: ignore[arg-type]
-    return definition.__class__.dagster_internal_init(**{**definition.get_attributes_dict(), "node_def": rebound})
+    with warnings.catch_warnings():  # the definition's own beta/preview parts warned once already
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetsDefinition(**{**definition.get_attributes_dict(), "node_def": rebound})
 
 
 def prefixed(

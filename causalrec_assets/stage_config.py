@@ -112,8 +112,6 @@ def with_stage_defaults(node: Any, stage: str, choice: Any) -> Any:
     """The config schema of ``node`` with ``choice.plugin`` and its ``choice.params`` as defaults:
     what the launchpad shows and a run without config uses. A plugin that is not installed, or
     a parameter out of its bounds, fails here, when the definitions load."""
-    from dagster._config.pythonic_config import infer_schema_from_config_class
-
     cls = config_class(node)
     assert cls is not None, f"{node.name} has no stage config"
     plugin = get_registry().get(stage, choice.plugin)
@@ -126,7 +124,7 @@ def with_stage_defaults(node: Any, stage: str, choice: Any) -> Any:
         "plugin": (selector.annotation, Field(default=choice.plugin, description=selector.description)),
         choice.plugin: section_field(type(params), params, f"Parameters of {choice.plugin!r}."),
     }
-    return infer_schema_from_config_class(create_model(cls.__name__, __base__=cls, **fields))
+    return create_model(cls.__name__, __base__=cls, **fields).to_config_schema()
 
 
 P = TypeVar("P", bound=Plugin)
