@@ -18,7 +18,9 @@ trained on the observed pairs with one of three losses:
 
 The propensity P(observed | x) is a logistic regression on user and item attributes, their
 pairwise crosses and the log activity of user and item, fitted on the training log only,
-calibrated so its mean equals the observed density, and clipped.
+calibrated so its mean equals the observed density, and clipped (``relevance_propensity``).
+The side features are built in ``relevance_features``; the names of both modules are
+importable from here as well.
 
 Hyperparameters (L2 strength, number of epochs) are chosen on a validation split *of the
 training log* by the self-normalised IPS estimate of the validation MSE (an estimate of the
@@ -30,210 +32,41 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import polars as pl
 import torch
-from scipy import sparse
-from sklearn.linear_model import LogisticRegression
 
-from causalrec_assets.contracts import attribute_columns
+from causalrec_plugins.ranking.relevance_features import (
+    SideFeatures,
+    attribute_one_hot,
+    build_side_features,
+    embedding_matrix,
+)
+from causalrec_plugins.ranking.relevance_propensity import ObservationPropensity, PairUniverse, one_hot_groups
+
+__all__ = [
+    "WEIGHTINGS",
+    "DebiasedMF",
+    "ObservationPropensity",
+    "PairUniverse",
+    "Selection",
+    "SideFeatures",
+    "Weighting",
+    "attribute_one_hot",
+    "build_side_features",
+    "embedding_matrix",
+    "one_hot_groups",
+    "select_and_fit",
+    "torch_threads",
+    "validation_split",
+    "weighted_mse",
+]
 
 Weighting = Literal["none", "ips", "dr"]
 WEIGHTINGS: tuple[str, ...] = ("none", "ips", "dr")
-
-
-# ------------------------------------------------------------------ side features
-
-
-@dataclass
-class SideFeatures:
-    """Dense per-user and per-item feature matrices, row-aligned with the id indexes."""
-
-    user: np.ndarray  # (n_users, du) float32
-    item: np.ndarray  # (n_items, di) float32
-    user_names: list[str] = field(default_factory=list)
-    item_names: list[str] = field(default_factory=list)
-
-    @staticmethod
-    def empty(n_users: int, n_items: int) -> SideFeatures:
-        return SideFeatures(np.zeros((n_users, 0), np.float32), np.zeros((n_items, 0), np.float32))
-
-
-def attribute_one_hot(
-    frame: pl.DataFrame, max_levels: int = 64, numeric_levels: int = 12, numeric_bins: int = 5
-) -> tuple[np.ndarray, list[str]]:
-    """One-hot columns for every attribute of a users or items table. Numerics with more than
-    ``numeric_levels`` values are quantile-binned; categoricals with more than ``max_levels``
-    levels (ids, zip codes) are left out. Missing values get no column (all zeros)."""
-    blocks, names = [], []
-    for col in attribute_columns(frame):
-        values = frame[col]
-        if values.dtype.is_numeric() and values.n_unique() > numeric_levels:
-            v = values.cast(pl.Float64).to_numpy()
-            edges = np.unique(np.nanquantile(v, np.linspace(0, 1, numeric_bins + 1)[1:-1]))
-            codes = np.where(np.isnan(v), -1, np.searchsorted(edges, v, side="right"))
-            levels = list(range(len(edges) + 1))
-            labels = [f"{col}=q{k}" for k in levels]
-        else:
-            text = values.cast(pl.String)
-            uniques = [x for x in text.unique().sort().to_list() if x is not None]
-            if len(uniques) < 2 or len(uniques) > max_levels:
-                continue
-            index = {x: k for k, x in enumerate(uniques)}
-            codes = np.array([index.get(x, -1) if x is not None else -1 for x in text.to_list()])
-            levels = list(range(len(uniques)))
-            labels = [f"{col}={x}" for x in uniques]
-        block = np.zeros((frame.height, len(levels)), np.float32)
-        ok = codes >= 0
-        block[np.nonzero(ok)[0], codes[ok]] = 1.0
-        blocks.append(block)
-        names += labels
-    if not blocks:
-        return np.zeros((frame.height, 0), np.float32), []
-    return np.hstack(blocks), names
-
-
-def embedding_matrix(ids: pl.DataFrame, embeddings: pl.DataFrame | None, key: str) -> np.ndarray:
-    """Rows of ``embeddings`` aligned with ``ids`` (zeros where an id has none)."""
-    if embeddings is None or embeddings.is_empty() or "embedding" not in embeddings.columns:
-        return np.zeros((ids.height, 0), np.float32)
-    joined = ids.select(key).join(embeddings.select(key, "embedding"), on=key, how="left", maintain_order="left")
-    rows = joined["embedding"].to_list()
-    dim = next((len(v) for v in rows if v is not None), 0)
-    return np.array([v if v is not None else [0.0] * dim for v in rows], dtype=np.float32).reshape(ids.height, dim)
-
-
-def build_side_features(
-    users: pl.DataFrame,
-    items: pl.DataFrame,
-    item_embeddings: pl.DataFrame | None = None,
-    use_attributes: bool = True,
-    use_text: bool = True,
-) -> SideFeatures:
-    """User attributes; item attributes and item text embeddings (rows in table order)."""
-    user_x, user_names = attribute_one_hot(users) if use_attributes else (np.zeros((users.height, 0)), [])
-    item_x, item_names = attribute_one_hot(items) if use_attributes else (np.zeros((items.height, 0)), [])
-    if use_text:
-        emb = embedding_matrix(items, item_embeddings, "item_id")
-        item_x = np.hstack([item_x, emb])
-        item_names = item_names + [f"text_{k}" for k in range(emb.shape[1])]
-    return SideFeatures(user_x.astype(np.float32), item_x.astype(np.float32), user_names, item_names)
-
-
-# --------------------------------------------------------------------- propensity
-
-
-def one_hot_groups(matrix: np.ndarray, names: Sequence[str]) -> list[np.ndarray]:
-    """The attribute one-hot blocks of a side-feature matrix (``attr=level`` columns) as one
-    integer code per row and attribute (-1 where the row has none)."""
-    groups: dict[str, list[int]] = {}
-    for k, name in enumerate(names):
-        if "=" in name:
-            groups.setdefault(name.split("=", 1)[0], []).append(k)
-    codes = []
-    for columns in groups.values():
-        block = matrix[:, columns]
-        codes.append(np.where(block.max(axis=1) > 0, block.argmax(axis=1), -1))
-    return codes
-
-
-@dataclass
-class ObservationPropensity:
-    """P(a pair is observed | user and item attributes, their pairwise crosses, user and item
-    activity): a logistic regression over the universe of pairs (every user x item pair, or
-    the logged pairs when the question is which of them were exposed), calibrated so that its
-    mean over the universe is the observed share, and clipped to [clip, 1]."""
-
-    clip: float = 0.02
-    max_negatives: int = 300_000
-    C: float = 1.0
-    seed: int = 0
-
-    def fit(
-        self, observed_u: np.ndarray, observed_i: np.ndarray, side: SideFeatures, universe: PairUniverse
-    ) -> ObservationPropensity:
-        rng = np.random.default_rng(self.seed)
-        self.user_codes_ = one_hot_groups(side.user, side.user_names)
-        self.item_codes_ = one_hot_groups(side.item, side.item_names)
-        self.user_activity_ = np.log1p(np.bincount(observed_u, minlength=universe.n_users))
-        self.item_activity_ = np.log1p(np.bincount(observed_i, minlength=universe.n_items))
-        obs_key = np.unique(observed_u.astype(np.int64) * universe.n_items + observed_i)
-        su, si = universe.sample(min(self.max_negatives, universe.size), rng)
-        negative = ~np.isin(su.astype(np.int64) * universe.n_items + si, obs_key)
-        u = np.concatenate([observed_u, su[negative]])
-        i = np.concatenate([observed_i, si[negative]])
-        y = np.concatenate([np.ones(observed_u.size), np.zeros(int(negative.sum()))])
-        # Unobserved pairs were subsampled: weight them back up to their share of the universe.
-        n_unobserved = max(universe.size - obs_key.size, 1)
-        weight = np.where(y == 1, 1.0, n_unobserved / max(1, int(negative.sum())))
-        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(self._design(u, i), y, sample_weight=weight)
-        # Calibration in the large: the mean propensity over the universe is the observed share.
-        cu, ci = universe.sample(min(200_000, universe.size), rng)
-        raw = self.model_.predict_proba(self._design(cu, ci))[:, 1]
-        self.scale_ = (observed_u.size / universe.size) / max(float(raw.mean()), 1e-12)
-        return self
-
-    def _design(self, u: np.ndarray, i: np.ndarray) -> sparse.csr_matrix:
-        """Sparse design: user and item one-hots, every user-attribute x item-attribute cross,
-        log activity of user and item."""
-        n = len(u)
-        cols, rows, offset = [], [], 0
-        user_parts = [c[u] for c in self.user_codes_]
-        item_parts = [c[i] for c in self.item_codes_]
-        user_sizes = [int(c.max()) + 1 for c in self.user_codes_]
-        item_sizes = [int(c.max()) + 1 for c in self.item_codes_]
-        for codes, size in zip(user_parts + item_parts, user_sizes + item_sizes, strict=True):
-            ok = codes >= 0
-            rows.append(np.flatnonzero(ok))
-            cols.append(offset + codes[ok])
-            offset += size
-        for cu, nu in zip(user_parts, user_sizes, strict=True):
-            for ci, ni in zip(item_parts, item_sizes, strict=True):
-                ok = (cu >= 0) & (ci >= 0)
-                rows.append(np.flatnonzero(ok))
-                cols.append(offset + cu[ok] * ni + ci[ok])
-                offset += nu * ni
-        data = [np.ones(len(r)) for r in rows]
-        for values in (self.user_activity_[u], self.item_activity_[i]):
-            rows.append(np.arange(n))
-            cols.append(np.full(n, offset))
-            data.append(values)
-            offset += 1
-        return sparse.csr_matrix(
-            (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(n, offset)
-        )
-
-    def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        out = np.empty(len(u))
-        for start in range(0, len(u), 200_000):
-            sl = slice(start, start + 200_000)
-            out[sl] = self.model_.predict_proba(self._design(u[sl], i[sl]))[:, 1]
-        return np.clip(out * self.scale_, self.clip, 1.0)
-
-
-@dataclass
-class PairUniverse:
-    """The pairs a debiased loss averages over: every user x item pair, or an explicit list."""
-
-    n_users: int
-    n_items: int
-    pairs: tuple[np.ndarray, np.ndarray] | None = None
-
-    @property
-    def size(self) -> int:
-        return self.n_users * self.n_items if self.pairs is None else len(self.pairs[0])
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if self.pairs is not None:
-            k = rng.choice(self.size, size=n, replace=n > self.size)
-            return self.pairs[0][k], self.pairs[1][k]
-        if n >= self.size:
-            return np.repeat(np.arange(self.n_users), self.n_items), np.tile(np.arange(self.n_items), self.n_users)
-        flat = rng.choice(self.size, size=n, replace=False)
-        return flat // self.n_items, flat % self.n_items
 
 
 # ---------------------------------------------------------------------------- model
