@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 
 from causalrec_assets.contracts import harmonise_id_types, test_rows, train_rows
-from causalrec_toolkit.embeddings import embedding_frame, item_texts
 from causalrec_assets.stages.effects.protocol import EffectInputs
 from causalrec_assets.stages.ingest.protocol import Dataset
 from causalrec_assets.stages.ranking.protocol import RankingInputs
 from causalrec_plugins.ingest.scenarios import CATEGORY_WORDS, category_of, draw_world
 from causalrec_toolkit.bayesnet import fit_network
+from causalrec_toolkit.embeddings import embedding_frame, item_texts
 from causalrec_toolkit.features import PairFeaturizer
 from causalrec_toolkit.variables import OUTCOME, TREATMENT, VariableEncoder
 

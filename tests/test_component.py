@@ -85,12 +85,10 @@ def test_an_instance_sets_its_plugin_defaults_in_the_launchpad_and_its_own_keys(
     default = config.default_value["config"]
     assert default["plugin"] == "popularity" and default["popularity"]["k"] == 3
     # run config still switches plugin by name (sections of the defaults are filled in by Dagster)
-    from dagster._config import process_config
-
     from causalrec_assets.stages.ranking.assets import RankingStageConfig
 
     for given, picked in (({}, "popularity"), ({"plugin": "uplift"}, "uplift")):
-        value = process_config(config.config_type, {"config": given}).value["config"]
+        value = dg.validate_run_config(job, {"ops": {"a_ranking": {"config": given}}})["ops"]["a_ranking"]["config"]
         assert RankingStageConfig(**value).plugin == picked, given
     assert {k.path[0] for k in defs.resolve_asset_graph().get_all_asset_keys()} == {"a"}
     assert not list(defs.schedules or [])

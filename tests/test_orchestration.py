@@ -11,7 +11,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from causalrec_assets.automation import dataset_sensor, refresh_schedule
 from tests.conftest import write_canonical
@@ -19,6 +18,13 @@ from tests.conftest import write_canonical
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 COMPARED = ["recommendations", "test_scores", "treatment_effects", "causal_variables", "item_topics"]
+
+
+def causalrec_job() -> dg.JobDefinition:
+    """The project's ``causalrec`` job, at module scope so that ``dg.reconstructable`` can rebuild it."""
+    from causalrec_assets import defs
+
+    return defs.resolve_job_def("causalrec")
 
 
 def _home(path: Path) -> Path:
@@ -69,9 +75,7 @@ def test_reexecution_from_failure_skips_upstream(tmp_path: Path, small_world, mo
     monkeypatch.setenv("CAUSALREC_DATA", str(data))
     monkeypatch.setenv("CAUSALREC_STORAGE", str(tmp_path / "storage"))
     monkeypatch.setenv("CAUSALREC_CACHE", str(broken_cache))  # the embed stage cannot write its model
-    job = ReconstructableRepository.for_module("causalrec_assets", "defs", str(REPO)).get_reconstructable_job(
-        "causalrec"
-    )
+    job = dg.reconstructable(causalrec_job)
     run_config = {"execution": {"config": {"in_process": {}}}}  # Dagster's default executor, one process
     with dg.instance_for_test() as instance:
         with dg.execute_job(job, instance, run_config=run_config) as failed:

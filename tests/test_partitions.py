@@ -8,7 +8,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from dagster._core.definitions.partitions.context import partition_loading_context
 
 from causalrec_assets.definitions import INGESTED, build_definitions
 from causalrec_assets.partitions import day_column, interaction_days
@@ -62,7 +61,7 @@ def test_new_day_refreshes_only_its_partition_and_downstream(daily, small_world)
     sensor = defs.get_sensor_def("causalrec_dataset_changed")
     downstream = {k.to_user_string() for a in defs.assets for k in a.keys} - INGESTED
 
-    with dg.instance_for_test() as instance, partition_loading_context(dynamic_partitions_store=instance):
+    with dg.instance_for_test() as instance, dg.partition_loading_context(dynamic_partitions_store=instance):
         ctx = dict(instance=instance, repository_def=defs.get_repository_def())
 
         def tick_and_add(cursor):

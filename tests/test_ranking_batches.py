@@ -12,13 +12,13 @@ from causal_worlds import CONFOUNDERS, scenario
 from test_retrieval import oracle_scorer, personal_world
 
 from causalrec_assets.contracts import train_rows
-from causalrec_toolkit.embeddings import user_profiles
 from causalrec_assets.plugin_api import CandidateConfig, PluginContext
 from causalrec_assets.registry import check_plugin
 from causalrec_assets.stages.ranking.batches import rank_with, recommend_all
 from causalrec_assets.stages.ranking.protocol import RankingOutput, RankingPlugin
 from causalrec_plugins.ranking.popularity import PopularityRanking
 from causalrec_resources.compute import ComputeResource
+from causalrec_toolkit.embeddings import user_profiles
 from causalrec_toolkit.rankers import StreamingTopK, top_k
 from causalrec_toolkit.retrieval import CandidateRanker, candidate_pairs
 

@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrec_toolkit.embeddings import user_profiles
 from causalrec_assets.plugin_api import CandidateConfig
+from causalrec_toolkit.embeddings import user_profiles
 from causalrec_toolkit.rankers import top_k, unseen_pairs
 from causalrec_toolkit.retrieval import candidate_pairs, nearest_items
 
