@@ -224,6 +224,7 @@ def million(n: int) -> None:
     """n short texts through the embed stage's function (store, bounded memory, progress log)."""
     import polars as pl
 
+    from causalrec_assets.metadata import rounded
     from causalrec_assets.plugin_api import PluginContext
     from causalrec_plugins.embed.onnx_encoder import OnnxEncoderEmbed
     from causalrec_toolkit.embeddings import embed_incremental
@@ -247,9 +248,10 @@ def million(n: int) -> None:
         )
         seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = rounded(stats.metadata())  # as the asset's metadata shows them
     print(
-        f"{n} texts -> {frame.shape} in {seconds:.0f} s ({stats.metadata()['texts_per_second']} texts/s, "
-        f"{stats.metadata()['tokens_per_second']} tokens/s, precision {plugin.describe_runtime()['precision']}); "
+        f"{n} texts -> {frame.shape} in {seconds:.0f} s ({figures['texts_per_second']} texts/s, "
+        f"{figures['tokens_per_second']} tokens/s, precision {plugin.describe_runtime()['precision']}); "
         f"peak RSS {rss:.0f} MB ({'under' if rss < 3072 else 'OVER'} 3 GB)"
     )
 

@@ -257,7 +257,7 @@ def graph_metadata(learned: LearnedGraph, counts: pl.DataFrame, graph: dict) -> 
     absent = sorted((e, s) for e, s in learned.stability.fractions.items() if s >= 0.5 and e not in set(edges))
     knowledge = learned.knowledge
     return {
-        "graph": md.picture(render_png(graph, "exposure", "outcome"), "causal graph"),
+        "graph": md.picture(render_png(graph), "causal graph"),
         "edges": len(edges),
         "exposure_to_outcome": (TREATMENT, OUTCOME) in set(edges),
         "causal_paths": ", ".join(f"{a} → {b}" for a, b in sorted(causal_paths(edges, TREATMENT, OUTCOME))) or "none",
